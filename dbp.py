@@ -94,7 +94,7 @@ def _drift_loss(gen, pos, pos_weights, temperatures):
 
 # ----------------------------------------------------------------------------- positives
 @torch.no_grad()
-def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth=0.05, chunk=1024):
+def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth=0.02, chunk=1024):
     """Positive set for each query: the action chunks of its k nearest demonstration observations.
 
     query_obs (B, To, Do) and data_obs (N, To, Do) must be in the same (normalized) space;

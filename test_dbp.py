@@ -1,15 +1,16 @@
-"""Test suite: drift-loss properties, small real learning checks, envs, checkpoints, CLI.
+"""Test suite: drift-loss properties, small real learning checks, envs, checkpoints, CLI, robot loop.
 
     python -m pytest -q test_dbp.py        # a few minutes on 2 CPU cores
 """
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from gymnasium.utils.env_checker import check_env
 
 import dbp
 import envs
+import robot
 import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,10 +57,10 @@ def test_drift_loss_rejects_bad_shapes():
 def test_neighbor_positives_weights_self_first_and_far_neighbours_down():
     data = torch.tensor([[0.0], [0.01], [0.02], [1.0]]).reshape(4, 1, 1)      # (N, To, Do)
     acts = torch.arange(4.0).reshape(4, 1, 1)                                 # (N, Th, Da)
-    pos, w = dbp.neighbor_positives(data, data, acts, k=4, bandwidth=0.05)
+    pos, w = dbp.neighbor_positives(data, data, acts, k=4)
     assert pos.shape == (4, 4, 1, 1) and w.shape == (4, 4)
     assert torch.equal(pos[:, 0], acts) and torch.all(w[:, 0] == 1)        # own chunk, full weight
-    assert w[0, 1] > 0.9 and w[0, 3] < 1e-6                                  # near ~1, far ~0
+    assert w[0, 1] > 0.8 and w[0, 3] < 1e-6                                  # near ~1, far ~0
     _, w_plain = dbp.neighbor_positives(data, data, acts, k=4, bandwidth=None)
     assert torch.all(w_plain == 1)
 
@@ -72,7 +74,7 @@ def _train_toy(obs, actions, mode, steps, k=16):
     nobs = policy.normalize_obs(obs)
     pos = w = None
     if mode in ("knn", "weighted"):
-        pos, w = dbp.neighbor_positives(nobs, nobs, actions, k, bandwidth=0.05 if mode == "weighted" else None)
+        pos, w = dbp.neighbor_positives(nobs, nobs, actions, k, **({} if mode == "weighted" else {"bandwidth": None}))
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     for _ in range(steps):
         i = torch.randint(0, len(obs), (64,))
@@ -179,3 +181,386 @@ def test_ema_tracks_the_model():
         ema.update(policy)
     gap = max((e - p).abs().max().item() for e, p in zip(ema.model.parameters(), policy.parameters()))
     assert 0 < gap < 0.3
+
+
+def test_dbp_py_alone_in_an_empty_folder_learns_a_bimodal_distribution(tmp_path):
+    """Copied alone, dbp.py runs its demo: a conditional bimodal toy learned without averaging."""
+    (tmp_path / "dbp.py").write_text(open(os.path.join(HERE, "dbp.py")).read())
+    out = subprocess.run([sys.executable, "dbp.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stderr
+    up, down, middle = map(float, re.search(r"([\d.]+) of samples near \+0.8, ([\d.]+) near -0.8, ([\d.]+) in the empty middle",
+                                            out.stdout).groups())
+    assert up > 0.35 and down > 0.35 and middle < 0.1, out.stdout
+
+
+# ----------------------------------------------------------------------------- envs
+TASKS = sorted(envs.TASKS)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_env_api_passes_gymnasium_checker(task):
+    env = envs.make_env(task)
+    check_env(env.unwrapped, skip_render_check=True)
+    u = env.unwrapped
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (len(u.obs_names),) and obs.dtype == np.float32
+    assert env.action_space.shape == (4 * u.n_arms,)
+    assert info["success"] is False and info["mode"] == -1
+    assert len(u.arm_state()) == u.n_arms and u.arm_state()[0]["joint_pos"].shape == (7,)
+    env.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_scripted_expert_succeeds(task):
+    env = envs.make_env(task)
+    success = [envs.expert_episode(env, envs.eval_seed(0, i))[2]["success"] for i in range(20)]
+    env.close()
+    assert np.mean(success) >= 0.95
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_seeded_reset_and_actions_are_repeatable(task):
+    env = envs.make_env(task)
+    rng = np.random.default_rng(0)
+    actions = [env.action_space.low + rng.random(env.action_space.shape) * (env.action_space.high - env.action_space.low)
+               for _ in range(10)]
+    o1, _ = env.reset(seed=3)
+    t1 = [env.step(a)[0] for a in actions]
+    env.reset(seed=99)
+    for a in actions[:5]:
+        env.step(a)
+    o2, _ = env.reset(seed=3)
+    t2 = [env.step(a)[0] for a in actions]
+    env.close()
+    assert np.array_equal(o1, o2) and all(np.array_equal(a, b) for a, b in zip(t1, t2))
+
+
+def test_render_returns_an_rgb_image():
+    env = envs.make_env("push", render_mode="rgb_array")
+    env.reset(seed=0)
+    img = env.render()
+    env.close()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+
+
+def test_push_experts_use_both_modes_and_averaging_them_fails():
+    env = envs.make_env("push")
+    modes = [envs.expert_episode(env, envs.demo_seed(0, i))[2]["mode"] for i in range(20)]
+    assert 5 <= sum(m == 0 for m in modes) <= 15 and all(m in (0, 1) for m in modes)
+    n_success = 0
+    for i in range(10):  # the mean of the two experts' actions: what a mode-averaging policy does
+        obs, _ = env.reset(seed=envs.eval_seed(0, i))
+        experts = [envs.make_expert(env, np.random.default_rng(i)) for _ in range(2)]
+        for mode, expert in enumerate(experts):
+            expert.goal = env.unwrapped.GOALS[mode]
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step((experts[0].act(obs) + experts[1].act(obs)) / 2)
+            done = terminated or truncated
+        n_success += info["success"]
+    env.close()
+    assert n_success <= 2
+
+
+def test_demo_file_round_trip_cache_and_validation(tmp_path):
+    path = envs.collect_demos("push", 4, seed=0, cache_dir=str(tmp_path), progress=False)
+    assert path.endswith("push_n4_s0.npz")
+    d = envs.load_demos(path)
+    assert d["obs"].shape[1] == 9 and d["actions"].shape[1] == 4
+    assert d["episode_ends"][-1] == len(d["obs"]) and d["modes"].shape == (4,)
+    mtime = os.path.getmtime(path)
+    assert envs.collect_demos("DBPPush-v0", 4, seed=0, cache_dir=str(tmp_path)) == path
+    assert os.path.getmtime(path) == mtime                                  # cached, not rewritten
+    np.savez(tmp_path / "bad.npz", obs=np.zeros((3, 9), np.float32))
+    with pytest.raises(ValueError, match="missing"):
+        envs.load_demos(str(tmp_path / "bad.npz"))
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(ValueError, match="known tasks"):
+        envs.make_env("nope")
+
+
+def test_evaluate_reports_interval_and_modes():
+    hold = lambda hist: np.tile([0.5, 0.0, 0.2, 0.0], (8, 1)).astype(np.float32)
+    r = envs.evaluate("push", hold, n_episodes=2, seed=0)
+    assert r["n_success"] == 0 and r["success_rate"] == 0 and r["mode_fractions"] == {"left": 0.0, "right": 0.0}
+    assert r["ci95"][0] == 0 and 0.5 < r["ci95"][1] < 0.9
+    lo, hi = envs.wilson_interval(19, 20)
+    assert 0.76 < lo < 0.77 and 0.99 < hi < 1.0
+
+
+# ----------------------------------------------------------------------------- train.py
+TINY = ["--demos", "5", "--steps", "2000", "--eval-every", "500", "--eval-episodes-periodic", "1",
+        "--eval-episodes", "3", "--hidden-dim", "32", "--n-blocks", "1", "--batch-size", "16"]
+
+
+def _train(tmp_path, *args, **kw):
+    cmd = [sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", *TINY,
+           "--demo-dir", str(tmp_path / "demos"), *args]
+    return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_train_pretrain_runs_and_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    straight = _train(tmp_path, "--out", "a")
+    out, err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, err
+    result = json.load(open(tmp_path / "a" / "eval.json"))
+    for key in ("success_rate", "ci95", "n_episodes", "mode_fractions", "train_seconds"):
+        assert key in result
+    assert result["n_episodes"] == 3 and set(result["mode_fractions"]) == {"left", "right"}
+    assert open(tmp_path / "a" / "log.csv").readline().startswith("step,loss,lr,force_rms")
+
+    run = _train(tmp_path, "--out", "b")                               # Ctrl-C once the first checkpoint is there
+    deadline = time.time() + 120
+    while not (tmp_path / "b" / "ckpt.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and "--resume" in err, err
+    interrupted_at = dbp.load_checkpoint(str(tmp_path / "b" / "ckpt.pt"))["train"]["step"]
+    assert 500 <= interrupted_at < 2000
+    resumed = _train(tmp_path, "--out", "b", "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    a, b = (dbp.load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in "ab")
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert json.load(open(tmp_path / "b" / "eval.json"))["success_rate"] == result["success_rate"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope"], "known tasks"),
+    (["--stepz", "5"], "unrecognized arguments"),
+    (["--steps", "ten"], "invalid int value"),
+    (["--out", "missing", "--resume"], "no checkpoint"),
+])
+def test_train_cli_errors_are_clear(tmp_path, args, message):
+    run = _train(tmp_path, *args)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and message in err and "Traceback" not in err, err
+
+
+def test_train_help_explains_every_flag():
+    out = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for f in dataclasses.fields(train.PretrainConfig):
+        assert "--" + f.name.replace("_", "-") in out.stdout
+    assert out.stdout.count("(default:") >= len(dataclasses.fields(train.PretrainConfig)) - 1
+
+
+# ----------------------------------------------------------------------------- robot.py
+def _robot_state(**kw):
+    """A healthy two-arm state at the homes, stamped now."""
+    state = dict(stamp_s=0.0, joint_pos=np.zeros((2, 7)), ee_pos=np.array([[0.5, -0.15, 0.2], [0.5, 0.15, 0.2]]),
+                 gripper=np.array([0.08, 0.08]), obs=np.zeros(14, np.float32))
+    state.update(kw)
+    return state
+
+
+def _safety(**kw):
+    cfg = robot.RobotConfig(**kw)
+    return robot.Safety(cfg, 1.0 / cfg.hz, np.full((2, 7), -2.0), np.full((2, 7), 2.0))
+
+
+def _target(xyz0=(0.5, -0.15, 0.2), xyz1=(0.5, 0.15, 0.2), g=(0.0, 0.0)):
+    return np.array([[*xyz0, g[0]], [*xyz1, g[1]]])
+
+
+# ----------------------------------------------------------------------------- safety layer
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_action_and_state_are_faults(bad):
+    safety = _safety()
+    target = _target()
+    target[1, 2] = bad
+    safe, fault = safety.filter(target)
+    assert safe is None and "non-finite" in fault
+    assert "non-finite" in safety.check_state(_robot_state(ee_pos=np.array([[0.5, 0.0, bad], [0.5, 0.1, 0.2]])), 0.0)
+    assert "non-finite" in safety.check_state(_robot_state(obs=np.full(14, bad)), 0.0)
+    assert safety.check_state(_robot_state(), 0.0) is None
+
+
+def test_out_of_box_targets_are_clipped_into_the_workspace():
+    safety = _safety()
+    safe, fault = safety.filter(_target(xyz0=(2.0, -1.0, -0.5), xyz1=(0.0, 1.0, 3.0)))
+    assert fault is None
+    lo, hi = np.array(safety.box_lo), np.array(safety.box_hi)
+    assert np.allclose(safe[0, :3], [hi[0], lo[1], lo[2]]) and np.allclose(safe[1, :3], [lo[0], hi[1], hi[2]])
+    assert safety.clips["workspace"] == 1
+
+
+def test_huge_steps_are_limited_per_tick_and_small_ones_pass():
+    safety = _safety(hz=100.0, max_ee_speed_m_s=0.5)                  # 5 mm per tick
+    start, _ = safety.filter(_target())
+    safe, fault = safety.filter(_target(xyz0=(0.6, -0.15, 0.2), xyz1=(0.5, 0.15, 0.0)))  # 10 cm, 20 cm jumps
+    assert fault is None
+    assert np.allclose(np.linalg.norm(safe[:, :3] - start[:, :3], axis=1), 0.005)
+    assert np.allclose(safe[0, :3], [0.505, -0.15, 0.2])                # along the commanded direction
+    small = safe.copy()
+    small[:, 0] += 0.001
+    assert np.allclose(safety.filter(small)[0], small) and safety.clips["step"] == 1
+
+
+def test_gripper_is_bounded():
+    safe, fault = _safety().filter(_target(g=(1.7, -0.3)))
+    assert fault is None and safe[0, 3] == 1.0 and safe[1, 3] == 0.0
+
+
+def test_stale_state_and_joint_limits_are_faults():
+    safety = _safety(state_timeout_s=0.05)
+    assert safety.check_state(_robot_state(stamp_s=10.0), 10.04) is None
+    assert "stale" in safety.check_state(_robot_state(stamp_s=10.0), 10.06)
+    joints = np.zeros((2, 7))
+    joints[1, 3] = 1.99                                                # 1 cm from the 2 rad limit
+    assert "arm 1 joint 3" in safety.check_state(_robot_state(joint_pos=joints), 0.0)
+
+
+def test_overrun_streak_is_a_fault_and_a_met_deadline_resets_it():
+    safety = _safety(max_overrun_streak=3)
+    assert [safety.check_timing(m) for m in (True, True, False, True, True)] == [None] * 5
+    assert "3 consecutive missed deadlines" in safety.check_timing(True)
+
+
+class FakeArms:
+    """A backend that goes bad after some reads: the loop must hold and stop."""
+    max_policy_steps = None
+    joint_lower, joint_upper = np.full((2, 7), -2.0), np.full((2, 7), 2.0)
+
+    def __init__(self, spoil, after=20):
+        self.spoil, self.after, self.reads, self.commands, self.stopped = spoil, after, 0, [], False
+
+    def reset(self, seed):
+        pass
+
+    def sync(self, now_s):
+        return 0
+
+    def read_state(self):
+        self.reads += 1
+        state = _robot_state(stamp_s=robot.time.monotonic())
+        if self.reads > self.after:
+            self.spoil(state)
+        return state
+
+    def command(self, target):
+        self.commands.append(np.array(target))
+
+    def success(self):
+        return False
+
+    def stop(self):
+        self.stopped = True
+
+
+def _raise(state):
+    raise RuntimeError("connection lost")
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda s: s["ee_pos"].__setitem__((0, 0), np.nan), "non-finite"),
+    (lambda s: s.__setitem__("stamp_s", s["stamp_s"] - 1.0), "stale"),
+])
+def test_loop_holds_and_stops_on_a_fault(spoil, message):
+    arms = FakeArms(spoil)
+    stats = robot.run(robot.RobotConfig(hz=200.0, duration_s=5.0), arms)
+    assert message in stats["fault"] and arms.stopped and stats["ticks"] == 20
+    assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))  # last command: hold where the arms were
+
+
+def test_an_exception_still_stops_both_arms():
+    arms = FakeArms(_raise)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        robot.run(robot.RobotConfig(hz=200.0, duration_s=5.0), arms)
+    assert arms.stopped
+
+
+class StepPolicy:
+    """Stub policy: chunk c holds the targets of policy steps c*Ta .. c*Ta+Ta-1, arm 0 moving +1 mm in x per step."""
+    n_obs_steps, n_action_steps, horizon = 2, 2, 3
+
+    def __init__(self):
+        self.obs_shapes = []
+
+    def predict_action(self, obs):
+        self.obs_shapes.append(obs.shape)
+        j0 = len(self.obs_shapes) - 1
+        chunk = np.tile(robot.Safety.hold(_robot_state()).ravel(), (1, self.horizon, 1))   # (1, Th, Da)
+        chunk[0, 1:, 0] += 0.001 * (j0 * self.n_action_steps + 1 + np.arange(self.horizon - 1))  # executed slice [To-1, To-1+Ta)
+        return chunk
+
+
+def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
+    cfg = robot.RobotConfig(hz=20.0)                                   # 2 ticks per policy step
+    arms, policy, counts = FakeArms(spoil=None, after=10 ** 9), StepPolicy(), dict(ticks=0, missed=0, skipped=0)
+    lat = {s: [] for s in robot.STAGES}
+    safety = robot.Safety(cfg, 1 / cfg.hz, arms.joint_lower, arms.joint_upper)
+    outcome, fault = robot.run_episode(cfg, arms, policy, safety, lat, counts, robot.time.monotonic() + 0.49)
+    assert outcome == "unfinished" and fault is None and counts["skipped"] == 0
+    x = np.array([c[0, 0] for c in arms.commands[:-1]])                # the last command is the final hold
+    assert np.allclose(x, 0.5 + 0.0005 * np.arange(len(x)))            # a straight ramp through the targets
+    assert len(x) == 10 and len(policy.obs_shapes) == 3 and policy.obs_shapes[0] == (1, 2, 14)  # steps 0, 2, 4
+
+
+# ----------------------------------------------------------------------------- runs
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    policy = dbp.DBPPolicy(obs_dim=14, action_dim=8, horizon=16, n_obs_steps=2, n_action_steps=8,
+                           hidden_dim=32, n_blocks=1)
+    home = np.array([0.5, -0.15, 0.2, 0.04, 0.5, 0.15, 0.2, 0.04, 0.5, -0.18, 0.02, 0.5, 0.18, 0.02])
+    act = np.array([0.5, -0.15, 0.15, 0.0, 0.5, 0.15, 0.15, 0.0])
+    policy.fit_normalizer(home + 0.02 * torch.randn(64, 2, 14).numpy(), act + 0.02 * torch.randn(64, 16, 8).numpy())
+    path = str(tmp_path_factory.mktemp("ckpt") / "ckpt.pt")
+    dbp.save_checkpoint(path, policy, task="bimanual")
+    return path
+
+
+def test_short_sim_run_writes_the_stats(tiny_ckpt, tmp_path):
+    out = str(tmp_path / "stats.json")
+    assert robot.main(["--ckpt", tiny_ckpt, "--duration-s", "2.5", "--stats-json", out]) == 0
+    stats = json.load(open(out))
+    assert stats["fault"] is None and not stats["dry_run"] and stats["hz"] == 100.0
+    assert stats["ticks"] > 100 and 0 <= stats["deadline_met_fraction"] <= 1 and stats["achieved_hz"] > 0
+    assert stats["inference_calls"] >= 3                               # one chunk per 8 policy steps (0.8 s)
+    for stage in ("state_read", "inference", "command", "physics", "tick"):
+        assert set(stats["latency_ms"][stage]) == {"p50", "p99", "max", "n"}
+    assert stats["episodes"] + stats["episodes_unfinished"] >= 1 and len(stats["ci95"]) == 2
+    assert set(stats["safety_clips"]) == {"workspace", "gripper", "step"}
+
+
+def test_dry_run_holds_without_a_policy(tmp_path):
+    out = str(tmp_path / "stats.json")
+    assert robot.main(["--dry-run", "--duration-s", "1.0", "--stats-json", out]) == 0
+    stats = json.load(open(out))
+    assert stats["dry_run"] and stats["inference_calls"] == 0 and stats["latency_ms"]["inference"] is None
+    assert stats["fault"] is None and stats["ticks"] > 50 and stats["safety_clips"]["step"] == 0
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _save(path, task, obs_dim, action_dim):
+    policy = dbp.DBPPolicy(obs_dim=obs_dim, action_dim=action_dim, horizon=4, n_obs_steps=2, hidden_dim=16, n_blocks=1)
+    dbp.save_checkpoint(path, policy, **({} if task is None else {"task": task}))
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: _save(d + "/push.pt", "push", 9, 4), "trained for task 'push'"),
+    (lambda d: _save(d + "/notask.pt", None, 14, 8), "trained for task None"),
+    (lambda d: _save(d + "/dims.pt", "DBPBimanual-v0", 9, 8), "'obs_dim' is 9, expected 14"),
+    (lambda d: open(d + "/junk.pt", "wb").write(b"junk") and d + "/junk.pt", "not a readable checkpoint"),
+    (lambda d: d + "/missing.pt", "no checkpoint at"),
+])
+def test_mismatched_checkpoints_are_refused(tmp_path, make, message):
+    path = make(str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        robot.main(["--ckpt", path, "--duration-s", "1"])
+    assert str(e.value.code).startswith("error:") and message in str(e.value.code)
+
+
+def test_refusal_from_the_command_line_is_one_line_without_traceback(tmp_path):
+    path = _save(str(tmp_path / "push.pt"), "push", 9, 4)
+    proc = subprocess.run([sys.executable, "robot.py", "--ckpt", path], cwd=HERE, capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "error: " in proc.stderr and "'push'" in proc.stderr
+    proc = subprocess.run([sys.executable, "robot.py", "--dry-run", "--no-such-flag"], cwd=HERE, capture_output=True, text=True)
+    assert proc.returncode != 0 and "unrecognized arguments" in proc.stderr

@@ -1,0 +1,607 @@
+"""PyBullet tasks, scripted experts, demonstrations and evaluation for Drift-Based Policy.
+
+Three Franka Panda tasks with the gymnasium API (registered on import):
+  DBPPush-v0       (short name "push", the default) one arm pushes a block into EITHER of
+                   two goal regions (left/right); the expert picks one 50/50 per episode,
+                   so a policy that averages the modes pushes nowhere.
+  DBPLift-v0       ("lift") one arm grasps a block and lifts it above 10 cm.
+  DBPBimanual-v0   ("bimanual") two arms side by side grasp the two ends of a long bar
+                   and lift it together; success needs both grippers on the bar.
+
+Actions are absolute end-effector (EE) position targets plus gripper per arm,
+(x, y, z, g) with g in [0, 1] (0 open, 1 closed): Da = 4 per arm. The EE points down with
+a fixed yaw; targets are clipped to the workspace box (= action_space bounds) and to at
+most `max_ee_step_m` from the current EE, then turned into joint targets by PyBullet IK.
+Control runs at 10 Hz (one env step = 0.1 s of physics). Grasps are purely physical
+(finger/object friction), there is no grasp-assist constraint.
+Observations are low-dim float32 vectors, named in `env.unwrapped.obs_names`.
+
+Demos: `collect_demos` -> .npz with obs (T, Do), actions (T, Da), episode_ends (E,)
+(exclusive cumulative ends, as in Diffusion Policy's replay buffer) and modes (E,).
+Seeds: demo episode i uses reset seed 1_000_000 + seed*10_000 + i, evaluation episode i
+uses seed*10_000 + i, so demos and evaluation never share an initial state.
+
+Run `python envs.py` for a quick demo (expert success and env steps/s per task).
+"""
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+try:
+    from tqdm import tqdm
+except ImportError:  # progress bars are optional: a silent stand-in
+    class tqdm:
+        def __init__(self, iterable=None, **kwargs):
+            self.iterable = iterable
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
+
+TASKS = {"push": "DBPPush-v0", "lift": "DBPLift-v0", "bimanual": "DBPBimanual-v0"}
+DEFAULT_TASK = "push"
+
+
+@dataclass
+class SimConfig:
+    control_hz: float = 10.0         # env steps per second of simulated time
+    physics_hz: float = 120.0        # physics steps per second (substeps = physics_hz / control_hz)
+    solver_iterations: int = 20      # constraint solver iterations per physics step
+    max_ee_step_m: float = 0.04      # max EE displacement commanded per env step (m)
+    finger_force_n: float = 20.0     # gripper finger motor force (N)
+    friction: float = 1.5            # lateral friction of objects (fingers have 1.0 in the URDF)
+    ik_iterations: int = 20          # PyBullet IK iterations per arm per env step
+    image_hw: tuple = (240, 320)     # render() image height, width (px)
+
+
+# Workspace of every arm, world frame (m): x forward, y left, z up; table top at z = 0.
+WS_LOW = np.array([0.30, -0.30, 0.005], dtype=np.float32)
+WS_HIGH = np.array([0.70, 0.30, 0.30], dtype=np.float32)
+PANDA_REST = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]  # elbow-up, hand down
+EE_LINK, FINGERS, ARM_JOINTS = 11, (9, 10), list(range(7))
+MAX_OPENING = 0.08  # both fingers fully open (m)
+FINGER_SPEED = 0.1  # max speed of each finger (m/s)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def resolve_task(task):
+    """Short name or gym id -> (short name, gym id); unknown names raise ValueError."""
+    for short, env_id in TASKS.items():
+        if task in (short, env_id):
+            return short, env_id
+    raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)} or {sorted(TASKS.values())}")
+
+
+def make_env(task=DEFAULT_TASK, render_mode=None, **kwargs):
+    """gymnasium.make for a short name ("push") or gym id ("DBPPush-v0")."""
+    return gym.make(resolve_task(task)[1], render_mode=render_mode, **kwargs)
+
+
+def wilson_interval(k, n, z=1.96):
+    """Wilson score interval [lo, hi] for k successes out of n trials."""
+    if n == 0:
+        return [0.0, 1.0]
+    phat = k / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def _clip_norm(v, max_norm):
+    n = np.linalg.norm(v)
+    return v if n <= max_norm else v * (max_norm / n)
+
+
+# ----------------------------------------------------------------------------- simulation
+
+class Panda:
+    """One fixed-base Panda in a PyBullet client: IK position control of the EE + gripper."""
+
+    def __init__(self, cid, base_pos, ee_yaw, ik_iterations):
+        self.cid, self.ik_iterations = cid, ik_iterations
+        self.body = p.loadURDF("franka_panda/panda.urdf", base_pos, useFixedBase=True, physicsClientId=cid)
+        self.ee_orn = p.getQuaternionFromEuler([math.pi, 0.0, ee_yaw])  # hand pointing down
+        info = [p.getJointInfo(self.body, j, physicsClientId=cid) for j in ARM_JOINTS]
+        self.lower, self.upper = [i[8] for i in info], [i[9] for i in info]
+        self.ranges = [u - l for l, u in zip(self.lower, self.upper)]
+
+    def ik(self, target):
+        q = p.calculateInverseKinematics(
+            self.body, EE_LINK, target, self.ee_orn, self.lower, self.upper, self.ranges, PANDA_REST,
+            maxNumIterations=self.ik_iterations, physicsClientId=self.cid)
+        return list(q[:7])
+
+    def reset(self, ee_pos):
+        """Teleport to the joint configuration that puts the EE at ee_pos, gripper open."""
+        for j, q in zip(ARM_JOINTS, PANDA_REST):
+            p.resetJointState(self.body, j, q, physicsClientId=self.cid)
+        for _ in range(5):  # IK is iterative from the current state: re-seed a few times
+            for j, q in zip(ARM_JOINTS, self.ik(ee_pos)):
+                p.resetJointState(self.body, j, q, physicsClientId=self.cid)
+        for j in FINGERS:
+            p.resetJointState(self.body, j, MAX_OPENING / 2, physicsClientId=self.cid)
+        self.command(ee_pos, 0.0, finger_force=0.0)
+
+    def command(self, ee_target, g, finger_force):
+        p.setJointMotorControlArray(self.body, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=self.ik(ee_target),
+                                    forces=[87.0] * 4 + [12.0] * 3, physicsClientId=self.cid)
+        for j in FINGERS:  # speed-limited fingers: fast ones tunnel into the object
+            p.setJointMotorControl2(self.body, j, p.POSITION_CONTROL, MAX_OPENING / 2 * (1.0 - g),
+                                    force=finger_force, maxVelocity=FINGER_SPEED, physicsClientId=self.cid)
+
+    def ee_pos(self):
+        return np.array(p.getLinkState(self.body, EE_LINK, computeForwardKinematics=True,
+                                       physicsClientId=self.cid)[4])
+
+    def joint_pos(self):
+        return np.array([s[0] for s in p.getJointStates(self.body, ARM_JOINTS, physicsClientId=self.cid)])
+
+    def opening(self):
+        return sum(s[0] for s in p.getJointStates(self.body, list(FINGERS), physicsClientId=self.cid))
+
+    def touches(self, body):
+        return all(p.getContactPoints(self.body, body, linkIndexA=f, physicsClientId=self.cid) for f in FINGERS)
+
+
+class PandaTableEnv(gym.Env):
+    """Shared plumbing: table, arms, clipped IK control at control_hz, render, seeding.
+
+    Subclasses define ARM_BASES, HOMES, EE_YAW, _reset_objects (creates the objects), _object_obs,
+    obs_names, n_modes/mode_names and score -> (reward, success, mode).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    ARM_BASES = [(0.0, 0.0, 0.0)]   # world position of each Panda base
+    HOMES = [(0.50, 0.0, 0.20)]      # EE position of each arm at reset
+    EE_YAW = 0.0                     # hand yaw; fingers close along world y at 0
+    n_modes, mode_names = 0, []
+
+    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
+        assert render_mode in (None, "rgb_array"), f"render_mode must be None or 'rgb_array', got {render_mode!r}"
+        self.render_mode, self.cfg = render_mode, cfg
+        self.n_arms = len(self.ARM_BASES)
+        self.cid = p.connect(p.DIRECT)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.cid)
+        p.setGravity(0, 0, -9.81, physicsClientId=self.cid)
+        self.n_substeps = round(cfg.physics_hz / cfg.control_hz)
+        p.setPhysicsEngineParameter(fixedTimeStep=1.0 / cfg.physics_hz, numSolverIterations=cfg.solver_iterations,
+                                    deterministicOverlappingPairs=1, physicsClientId=self.cid)
+        # A thin box as table top: cheaper than loading a table mesh.
+        table = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.01], physicsClientId=self.cid)
+        table_vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.01], rgbaColor=[0.8, 0.75, 0.65, 1],
+                                        physicsClientId=self.cid)
+        self.table = p.createMultiBody(0, table, table_vis, [0.5, 0.0, -0.01], physicsClientId=self.cid)
+        self.arms = [Panda(self.cid, base, self.EE_YAW, cfg.ik_iterations) for base in self.ARM_BASES]
+        self.objects, self._shapes = [], {}  # bodies re-created at every reset, their shapes
+
+        ws_lo = np.concatenate([WS_LOW, [0.0]]).astype(np.float32)
+        ws_hi = np.concatenate([WS_HIGH, [1.0]]).astype(np.float32)
+        self.action_space = gym.spaces.Box(np.tile(ws_lo, self.n_arms), np.tile(ws_hi, self.n_arms), dtype=np.float32)
+        # Bounds: positions within 5 m, gripper opening 0..0.1 m, sin/cos in [-1, 1].
+        obs_lo = np.array([0.0 if n.startswith("gripper") else -1.0 if "_yaw" in n else -5.0 for n in self.obs_names])
+        obs_hi = np.array([0.1 if n.startswith("gripper") else 1.0 if "_yaw" in n else 5.0 for n in self.obs_names])
+        self.observation_space = gym.spaces.Box(obs_lo.astype(np.float32), obs_hi.astype(np.float32), dtype=np.float32)
+
+    # ---- gymnasium API
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        # Objects are re-created rather than moved: PyBullet keeps contact caches of moved
+        # bodies (saveState/restoreState included), which makes rollouts depend on history.
+        for body in self.objects:
+            p.removeBody(body, physicsClientId=self.cid)
+        self.objects = []
+        for arm, home in zip(self.arms, self.HOMES):
+            arm.reset(home)
+        self._reset_objects(self.np_random)
+        obs = self.get_obs()
+        return obs, {"success": False, "mode": -1}
+
+    def step(self, action):
+        self.apply_action(action)
+        self.step_physics(self.n_substeps)
+        obs = self.get_obs()
+        reward, success, mode = self.score()
+        return obs, float(reward), bool(success), False, {"success": bool(success), "mode": int(mode)}
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        h, w = self.cfg.image_hw
+        view = p.computeViewMatrixFromYawPitchRoll([0.45, 0.0, 0.05], 0.85, 90.0, -40.0, 0.0, 2,
+                                                   physicsClientId=self.cid)
+        proj = p.computeProjectionMatrixFOV(50.0, w / h, 0.05, 5.0, physicsClientId=self.cid)
+        img = p.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER, physicsClientId=self.cid)[2]
+        return np.asarray(img, dtype=np.uint8).reshape(h, w, 4)[:, :, :3].copy()
+
+    def close(self):
+        if self.cid is not None and p.isConnected(self.cid):
+            p.disconnect(self.cid)
+        self.cid = None
+
+    # ---- real-time control (robot.py): step = apply_action + step_physics(n_substeps)
+    def apply_action(self, action):
+        """Set the motor targets for action (n_arms * 4,) without advancing physics; targets
+        are clipped to the workspace and to max_ee_step_m from the current EE."""
+        action = np.asarray(action, dtype=np.float64).reshape(self.n_arms, 4)
+        for arm, a in zip(self.arms, action):
+            ee = arm.ee_pos()
+            target = np.clip(a[:3], WS_LOW, WS_HIGH)
+            target = ee + _clip_norm(target - ee, self.cfg.max_ee_step_m)  # keeps contacts gentle
+            arm.command(target, float(np.clip(a[3], 0.0, 1.0)), self.cfg.finger_force_n)
+
+    def step_physics(self, n_substeps):
+        """Advance physics by n_substeps steps of 1 / physics_hz seconds, holding the motor targets."""
+        for _ in range(n_substeps):
+            p.stepSimulation(physicsClientId=self.cid)
+
+    # ---- shared helpers
+    def arm_state(self):
+        """Per-arm state for a real-time controller: a list of n_arms dicts with
+        joint_pos (7,), ee_pos (3,) in metres (world frame), gripper (opening in metres, 0..0.08)."""
+        return [{"joint_pos": a.joint_pos(), "ee_pos": a.ee_pos(), "gripper": float(a.opening())} for a in self.arms]
+
+    def get_obs(self):
+        """Observation (Do,) of the current state, as reset and step return it."""
+        arm_obs = [np.concatenate([a.ee_pos(), [a.opening()]]) for a in self.arms]
+        obs = np.concatenate(arm_obs + [self._object_obs()]).astype(np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def _box(self, half, mass, rgba, pos, yaw):
+        key = (tuple(half), tuple(rgba))
+        if key not in self._shapes:  # shapes outlive bodies: create them once, not every reset
+            self._shapes[key] = (
+                p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=self.cid),
+                p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=rgba, physicsClientId=self.cid))
+        body = p.createMultiBody(mass, *self._shapes[key], pos, p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=self.cid)
+        p.changeDynamics(body, -1, lateralFriction=self.cfg.friction, physicsClientId=self.cid)
+        self.objects.append(body)
+        return body
+
+    def _pose(self, body):
+        pos, orn = p.getBasePositionAndOrientation(body, physicsClientId=self.cid)
+        return np.array(pos), orn
+
+
+# ----------------------------------------------------------------------------- tasks
+
+class BlockEnv(PandaTableEnv):
+    """One arm and one 4 cm cube placed near (0.5, 0) with random offset and yaw.
+
+    obs (9,): ee_x, ee_y, ee_z, gripper, block_x, block_y, block_z, block_sin_yaw, block_cos_yaw.
+    """
+
+    BLOCK_HALF = 0.02    # cube half size (m)
+    BLOCK_MASS = 0.1     # kg
+    BLOCK_RANGE = 0.02   # initial xy offset drawn from U(-range, range) (m)
+    BLOCK_YAW = 0.3      # initial yaw drawn from U(-yaw, yaw) (rad)
+    obs_names = ["ee_x", "ee_y", "ee_z", "gripper", "block_x", "block_y", "block_z",
+                 "block_sin_yaw", "block_cos_yaw"]
+
+    def _reset_objects(self, rng):
+        xy = np.array([0.5, 0.0]) + rng.uniform(-self.BLOCK_RANGE, self.BLOCK_RANGE, size=2)
+        self.block = self._box([self.BLOCK_HALF] * 3, self.BLOCK_MASS, [0.9, 0.2, 0.2, 1],
+                               [*xy, self.BLOCK_HALF], rng.uniform(-self.BLOCK_YAW, self.BLOCK_YAW))
+
+    def _object_obs(self):
+        pos, orn = self._pose(self.block)
+        yaw = p.getEulerFromQuaternion(orn)[2]
+        return np.concatenate([pos, [math.sin(yaw), math.cos(yaw)]])
+
+
+class PushEnv(BlockEnv):
+    """Push the block into either goal region, left (+y) or right (-y), 15 cm away.
+    The goals are fixed, so nothing in obs tells which one the expert will choose."""
+
+    GOALS = np.array([[0.50, 0.15], [0.50, -0.15]])  # goal centres (m), index = mode
+    GOAL_RADIUS = 0.045                              # block centre inside -> success (m)
+    n_modes, mode_names = 2, ["left", "right"]
+
+    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
+        super().__init__(render_mode, cfg)
+        for (x, y), rgba in zip(self.GOALS, [[0.2, 0.7, 0.2, 0.5], [0.2, 0.3, 0.8, 0.5]]):  # visual-only discs
+            vis = p.createVisualShape(p.GEOM_CYLINDER, radius=self.GOAL_RADIUS, length=0.002, rgbaColor=rgba,
+                                      physicsClientId=self.cid)
+            p.createMultiBody(0, -1, vis, [x, y, 0.001], physicsClientId=self.cid)
+
+    def score(self):
+        pos, _ = self._pose(self.block)
+        d_goal = np.linalg.norm(self.GOALS - pos[:2], axis=1)
+        success = d_goal.min() < self.GOAL_RADIUS
+        mode = int(d_goal.argmin()) if success else -1
+        reward = -d_goal.min() - 0.5 * np.linalg.norm(self.arms[0].ee_pos() - pos) + 10.0 * success
+        return reward, success, mode
+
+
+class LiftEnv(BlockEnv):
+    """Grasp the block (random position within +-3 cm) and lift its centre above 10 cm."""
+
+    BLOCK_MASS, BLOCK_RANGE, BLOCK_YAW = 0.05, 0.03, 0.15  # fixed-yaw fingers slip on a block turned more
+    LIFT_Z = 0.10
+
+    def score(self):
+        pos, _ = self._pose(self.block)
+        success = pos[2] > self.LIFT_Z
+        reward = (-np.linalg.norm(self.arms[0].ee_pos() - pos) - 2.0 * max(0.0, self.LIFT_Z - pos[2])
+                  + 10.0 * success)
+        return reward, success, -1
+
+
+class BimanualEnv(PandaTableEnv):
+    """Two Pandas side by side lift a 36 cm bar together, each gripping one end.
+
+    Success: both bar ends above 8 cm while both grippers touch the bar (one arm can't do it).
+    obs (14,): ee0_xyz, gripper0, ee1_xyz, gripper1, bar_end0_xyz, bar_end1_xyz
+    (arm 0 is on the right, -y; bar end 0 is the end on the -y side at reset).
+    """
+
+    ARM_BASES = [(0.0, -0.35, 0.0), (0.0, 0.35, 0.0)]
+    HOMES = [(0.50, -0.15, 0.20), (0.50, 0.15, 0.20)]
+    EE_YAW = math.pi / 2  # fingers close along world x, across the bar
+    BAR_HALF = np.array([0.02, 0.18, 0.02])
+    LIFT_Z = 0.08
+    obs_names = ([f"ee0_{c}" for c in "xyz"] + ["gripper0"] + [f"ee1_{c}" for c in "xyz"] + ["gripper1"]
+                 + [f"bar_end0_{c}" for c in "xyz"] + [f"bar_end1_{c}" for c in "xyz"])
+
+    def _reset_objects(self, rng):
+        xy = np.array([0.5, 0.0]) + rng.uniform(-0.02, 0.02, size=2)
+        self.bar = self._box(self.BAR_HALF, 0.2, [0.9, 0.6, 0.1, 1], [*xy, self.BAR_HALF[2]], rng.uniform(-0.1, 0.1))
+
+    def bar_ends(self):
+        pos, orn = self._pose(self.bar)
+        axis = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)[:, 1]  # bar's long (local y) axis
+        return pos - axis * self.BAR_HALF[1], pos + axis * self.BAR_HALF[1]  # (3,), (3,)
+
+    def _object_obs(self):
+        return np.concatenate(self.bar_ends())
+
+    def score(self):
+        ends = self.bar_ends()
+        held = [arm.touches(self.bar) for arm in self.arms]
+        success = min(e[2] for e in ends) > self.LIFT_Z and all(held)
+        reward = (-sum(np.linalg.norm(a.ee_pos() - e) for a, e in zip(self.arms, ends)) * 0.5
+                  - sum(max(0.0, self.LIFT_Z - e[2]) for e in ends) + 10.0 * success)
+        return reward, success, -1
+
+
+gym.register("DBPPush-v0", entry_point=PushEnv, max_episode_steps=60)
+gym.register("DBPLift-v0", entry_point=LiftEnv, max_episode_steps=60)
+gym.register("DBPBimanual-v0", entry_point=BimanualEnv, max_episode_steps=60)
+
+
+# ----------------------------------------------------------------------------- scripted experts
+# Each expert is a function of the current observation (plus, for push, its goal choice):
+# no timers, so a policy seeing the state can tell which phase it is in.
+
+EXPERT_STEP_M = 0.03  # expert moves its EE at most this far per step (below max_ee_step_m)
+
+
+class PushExpert:
+    """Go behind the block (opposite the chosen goal), lower the closed fingers, push."""
+
+    HOVER_Z, PUSH_Z, CONTACT = 0.08, 0.02, 0.045  # heights (m); EE-to-block distance when pushing
+
+    def __init__(self, env, rng, noise_m):
+        self.rng, self.noise_m = rng, noise_m
+        self.mode = int(rng.integers(2))  # 50/50 goal choice: the multimodality
+        self.goal = env.unwrapped.GOALS[self.mode]
+
+    def target(self, obs):
+        ee, block = obs[0:3], obs[4:6]
+        d = (self.goal - block) / (np.linalg.norm(self.goal - block) + 1e-9)  # push direction
+        rel = ee[:2] - block
+        along, lat = rel @ d, np.linalg.norm(rel - (rel @ d) * d)
+        if ee[2] < 0.05:
+            if along < -0.025 and lat < 0.02:  # behind the block: push through its centre
+                return np.array([*(block + d * (0.03 - self.CONTACT)), self.PUSH_Z])
+            return np.array([*ee[:2], self.HOVER_Z])  # low but misplaced: back off upwards
+        pre = block - d * (self.CONTACT + 0.02)
+        err = np.linalg.norm(ee[:2] - pre)
+        # Funnel: descend as the EE lines up with the pre-push point.
+        return np.array([*pre, self.PUSH_Z + np.clip((err - 0.005) * 5, 0, self.HOVER_Z - self.PUSH_Z)])
+
+    def act(self, obs):
+        ee = obs[0:3]
+        pos = ee + _clip_norm(self.target(obs) - ee, EXPERT_STEP_M) + self.rng.normal(0, self.noise_m, 3)
+        return np.array([*pos, 1.0], dtype=np.float32)
+
+
+class GraspExpert:
+    """Lift and bimanual: each arm funnels down onto its grasp point with the gripper open,
+    closes there, and all arms lift together once every arm holds."""
+
+    mode = -1
+    LIFT_Z = 0.2  # EE height to lift to (m)
+
+    def __init__(self, env, rng, noise_m):
+        self.rng, self.noise_m, self.n_arms = rng, noise_m, env.unwrapped.n_arms
+
+    def grasp_points(self, obs):
+        if self.n_arms == 1:
+            return [obs[4:7]]  # block centre
+        end0, end1 = obs[8:11], obs[11:14]
+        inward = (end1 - end0) / np.linalg.norm(end1 - end0) * 0.04  # grip 4 cm in from each tip
+        return [end0 + inward, end1 - inward]
+
+    def act(self, obs):
+        arms = [(obs[4 * i:4 * i + 3], obs[4 * i + 3], pt) for i, pt in enumerate(self.grasp_points(obs))]
+        # Holding = fingers closed on the object (a 4 cm object stops them near 4 cm).
+        holding = [opening < 0.042 and np.linalg.norm(ee - pt) < 0.025 for ee, opening, pt in arms]
+        actions = []
+        for (ee, opening, pt), held in zip(arms, holding):
+            if held:
+                goal, g = (np.array([*ee[:2], self.LIFT_Z]) if all(holding) else ee), 1.0
+            else:  # funnel: the EE descends as its xy lines up with the grasp point
+                err = np.linalg.norm(ee[:2] - pt[:2])
+                goal = np.array([*pt[:2], pt[2] + np.clip((err - 0.004) * 5, 0, 0.08)])
+                g = 1.0 if err < 0.012 and ee[2] - pt[2] < 0.012 else 0.0
+            pos = ee + _clip_norm(goal - ee, EXPERT_STEP_M) + self.rng.normal(0, self.noise_m, 3)
+            actions.append([*pos, g])
+        return np.concatenate(actions).astype(np.float32)  # (Da,)
+
+
+def make_expert(env, rng, noise_m=0.004):
+    """Scripted expert for env (create a new one after every reset). noise_m: Gaussian
+    position noise (m) added to every action. `.mode` is the chosen goal index (or -1)."""
+    experts = {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}
+    return experts[type(env.unwrapped)](env, rng, noise_m)
+
+
+# ----------------------------------------------------------------------------- demonstrations
+
+def demo_seed(seed, i):
+    """Reset seed of demo episode i (disjoint from eval_seed for seed < 100, i < 10_000)."""
+    return 1_000_000 + seed * 10_000 + i
+
+
+def eval_seed(seed, i):
+    """Reset seed of evaluation episode i."""
+    return seed * 10_000 + i
+
+
+def expert_episode(env, reset_seed):
+    """One noisy expert rollout -> (obs (T, Do), actions (T, Da), last info, expert)."""
+    obs, _ = env.reset(seed=reset_seed)
+    # The expert's generator must not replay the env's reset stream: a shared stream would
+    # correlate the goal choice with the initial block position and leak the mode into obs.
+    expert = make_expert(env, np.random.default_rng([reset_seed, 1]))
+    ep_obs, ep_act, done = [], [], False
+    while not done:
+        ep_obs.append(obs)
+        ep_act.append(expert.act(obs))
+        obs, _, terminated, truncated, info = env.step(ep_act[-1])
+        done = terminated or truncated
+    return np.stack(ep_obs), np.stack(ep_act), info, expert
+
+
+def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
+    """Roll out the noisy expert until n_episodes successful episodes are collected (at
+    most 2 * n_episodes tries) and save them to {cache_dir}/{short}_n{N}_s{seed}.npz.
+    Returns the path; an existing file is reused without regenerating."""
+    short, _ = resolve_task(task)
+    path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}.npz")
+    if os.path.exists(path):
+        return path
+    env = make_env(short)
+    obs_eps, act_eps, modes = [], [], []
+    bar = tqdm(total=n_episodes, desc=f"demos {short}", disable=not progress)
+    for i in range(2 * n_episodes):
+        if len(obs_eps) == n_episodes:
+            break
+        ep_obs, ep_act, info, _ = expert_episode(env, demo_seed(seed, i))
+        if info["success"]:  # keep only successes: the policy imitates what works
+            obs_eps.append(ep_obs)
+            act_eps.append(ep_act)
+            modes.append(info["mode"])
+            bar.update(1)
+    env.close()
+    bar.close()
+    if len(obs_eps) < n_episodes:
+        raise RuntimeError(f"expert for {short} too unreliable: {len(obs_eps)}/{n_episodes} successes "
+                           f"in {2 * n_episodes} tries")
+    data = {"obs": np.concatenate(obs_eps).astype(np.float32),             # (T_total, Do)
+            "actions": np.concatenate(act_eps).astype(np.float32),         # (T_total, Da)
+            "episode_ends": np.cumsum([len(o) for o in obs_eps]).astype(np.int64),  # (E,) exclusive
+            "modes": np.array(modes, dtype=np.int64)}                      # (E,)
+    os.makedirs(cache_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)  # same dir: os.replace is atomic
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_demos(path):
+    """Load a demo .npz into a dict of arrays, checking keys, shapes and episode_ends."""
+    with np.load(path) as f:
+        data = {k: f[k] for k in f.files}
+    missing = {"obs", "actions", "episode_ends", "modes"} - set(data)
+    if missing:
+        raise ValueError(f"{path}: missing arrays {sorted(missing)}")
+    obs, actions, ends = data["obs"], data["actions"], data["episode_ends"]
+    if obs.ndim != 2 or actions.ndim != 2 or len(obs) != len(actions):
+        raise ValueError(f"{path}: expected obs (T, Do) and actions (T, Da) with equal T, "
+                         f"got {obs.shape} and {actions.shape}")
+    if ends.ndim != 1 or len(ends) == 0 or ends[-1] != len(obs) or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
+        raise ValueError(f"{path}: episode_ends must be increasing positive ints ending at T={len(obs)}, got {ends}")
+    if data["modes"].shape != ends.shape:
+        raise ValueError(f"{path}: modes must have shape {ends.shape} (one per episode), got {data['modes'].shape}")
+    return data
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate(task, act_fn, n_episodes=50, seed=0, n_obs_steps=2, n_action_steps=8, progress=False):
+    """Receding-horizon rollouts: act_fn(obs_hist (To, Do)) -> actions (>= n_action_steps, Da);
+    the first n_action_steps are executed, then act_fn is queried again. Episode i resets
+    with eval_seed(seed, i); the history at the start repeats the first observation."""
+    short, _ = resolve_task(task)
+    env = make_env(short)
+    u = env.unwrapped
+    n_success, returns, lengths = 0, [], []
+    mode_counts = {name: 0 for name in u.mode_names}
+    for i in tqdm(range(n_episodes), desc=f"eval {short}", disable=not progress):
+        obs, info = env.reset(seed=eval_seed(seed, i))
+        hist = [obs] * n_obs_steps
+        ret, length, done = 0.0, 0, False
+        while not done:
+            actions = np.asarray(act_fn(np.stack(hist[-n_obs_steps:])))  # (To, Do) -> (Th, Da)
+            assert actions.ndim == 2 and actions.shape[0] >= n_action_steps, \
+                f"act_fn must return (>= {n_action_steps}, Da) actions, got {actions.shape}"
+            for action in actions[:n_action_steps]:
+                obs, reward, terminated, truncated, info = env.step(action)
+                hist.append(obs)
+                ret, length = ret + reward, length + 1
+                done = terminated or truncated
+                if done:
+                    break
+        n_success += info["success"]
+        if info["success"] and info["mode"] >= 0:
+            mode_counts[u.mode_names[info["mode"]]] += 1
+        returns.append(ret)
+        lengths.append(length)
+    env.close()
+    return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),
+            "n_episodes": n_episodes, "n_success": int(n_success),
+            "mean_return": float(np.mean(returns)), "mean_length": float(np.mean(lengths)),
+            "mode_fractions": {k: (v / n_success if n_success else 0.0) for k, v in mode_counts.items()},
+            "mode_counts": mode_counts}
+
+
+# ----------------------------------------------------------------------------- quick demo
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Run the scripted expert on each task; print success and speed.")
+    parser.add_argument("--task", default="all", help=f"one of {sorted(TASKS)} or 'all'")
+    parser.add_argument("--episodes", type=int, default=5, help="expert episodes per task")
+    args = parser.parse_args()
+    for short in sorted(TASKS) if args.task == "all" else [resolve_task(args.task)[0]]:
+        env = make_env(short)
+        t0 = time.perf_counter()
+        episodes = [expert_episode(env, eval_seed(0, i)) for i in range(args.episodes)]
+        n_steps = sum(len(obs) for obs, *_ in episodes)  # expert time included: it is negligible
+        print(f"{TASKS[short]:15s} Do={env.observation_space.shape[0]:2d} Da={env.action_space.shape[0]} "
+              f"success {sum(info['success'] for _, _, info, _ in episodes)}/{args.episodes} "
+              f"steps/ep {n_steps / args.episodes:.1f} env steps/s {n_steps / (time.perf_counter() - t0):.0f} "
+              f"final modes {[info['mode'] for _, _, info, _ in episodes]}")
+        env.close()
