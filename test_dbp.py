@@ -1,4 +1,4 @@
-"""Test suite: drift-loss properties, small real learning checks, envs, checkpoints, CLI, robot loop.
+"""Test suite: drift-loss properties, small real learning checks, envs, checkpoints, CLI, robot loop, bench.
 
     python -m pytest -q test_dbp.py        # a few minutes on 2 CPU cores
 """
@@ -564,3 +564,41 @@ def test_refusal_from_the_command_line_is_one_line_without_traceback(tmp_path):
     assert "error: " in proc.stderr and "'push'" in proc.stderr
     proc = subprocess.run([sys.executable, "robot.py", "--dry-run", "--no-such-flag"], cwd=HERE, capture_output=True, text=True)
     assert proc.returncode != 0 and "unrecognized arguments" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- bench.py
+METHOD_FIELDS = ("nfe", "success_rate", "ci95", "n_episodes", "n_success", "mode_fractions", "mode_counts",
+                 "chunk_modes", "train_seconds", "train_steps", "eval_seconds",
+                 "latency_p50_ms_1thread", "latency_p99_ms_1thread", "latency_p50_ms_default", "latency_p99_ms_default")
+
+
+def test_bench_quick_json_has_every_field(tmp_path):
+    path = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--tasks", "push",
+                          "--json", str(path), "--demo-dir", str(tmp_path / "demos")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.load(open(path))
+    assert out["config"]["quick"] and out["machine"]["torch_threads_default"] >= 1
+    task = out["tasks"]["push"]
+    assert list(task["methods"]) == ["dbp", "ddpm", "ddim", "mse"]
+    for name, r in task["methods"].items():
+        missing = [k for k in METHOD_FIELDS if k not in r]
+        assert not missing, f"{name} lacks {missing}"
+        assert r["n_episodes"] == 5 and 0 <= r["success_rate"] <= 1 and len(r["ci95"]) == 2
+        assert set(r["mode_fractions"]) == {"left", "right"}                     # push is the two-mode task
+        assert set(r["chunk_modes"]) == {"left", "right", "between"} and abs(sum(r["chunk_modes"].values()) - 1) < 1e-6
+        assert 0 < r["latency_p50_ms_1thread"] <= r["latency_p99_ms_1thread"]
+        assert 0 < r["latency_p50_ms_default"] <= r["latency_p99_ms_default"] and r["train_seconds"] > 0
+    assert [r["nfe"] for r in task["methods"].values()] == [1, 100, 10, 1]
+    assert task["methods"]["ddpm"]["train_seconds"] == task["methods"]["ddim"]["train_seconds"]  # one model, two samplers
+    for key in ("latency_ratio_ddpm_over_dbp_1thread", "latency_ratio_ddpm_over_dbp_default"):
+        assert task[key] > 10, (key, task[key])                                   # 100 NFE against 1
+    assert "| push | DBP | 1 |" in run.stdout and "DDPM-100 / DBP latency" in run.stdout
+
+
+def test_bench_cli_errors_are_clear(tmp_path):
+    for args, message in ((["--tasks", "push,nope"], "known tasks"), (["--stepz", "5"], "unrecognized arguments")):
+        run = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), *args], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -60,18 +60,23 @@ class PretrainConfig:
 
 
 # ----------------------------------------------------------------------------- CLI
+def add_config_args(parser, cls):
+    """One flag per dataclass field (--snake-case), its help text and default shown."""
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=f.type, metavar=f.name.upper(), help=f"{f.metadata['help']} (default: {f.default!r})")
+    return parser
+
+
 def build_parser(stage_cls, stage):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=argparse.SUPPRESS)  # only flags given end up in the namespace
     p.add_argument("--stage", choices=sorted(STAGES), default=stage, help="which stage to run; "
                    "`--stage NAME --help` lists that stage's flags")
-    for f in dataclasses.fields(stage_cls):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool:
-            p.add_argument(flag, action="store_true", help=f.metadata["help"])
-        else:
-            p.add_argument(flag, type=f.type, metavar=f.name.upper(), help=f"{f.metadata['help']} (default: {f.default!r})")
-    return p
+    return add_config_args(p, stage_cls)
 
 
 def parse(argv):
