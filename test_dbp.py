@@ -602,3 +602,16 @@ def test_bench_cli_errors_are_clear(tmp_path):
         run = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), *args], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
         assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_numpy_inference_path_of_the_robot_loop_equals_the_torch_policy():
+    torch.manual_seed(0)
+    policy = dbp.DBPPolicy(obs_dim=14, action_dim=8, horizon=16, n_obs_steps=2, n_action_steps=8, hidden_dim=32, n_blocks=2)
+    policy.fit_normalizer(torch.rand(50, 2, 14), torch.rand(50, 16, 8))
+    with torch.no_grad():  # move every weight off its init so the check covers all of them
+        for p in policy.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    obs, z = np.random.rand(3, 2, 14).astype(np.float32), np.random.randn(3, 16, 8).astype(np.float32)
+    fast = robot.NumpyPolicy(policy)
+    assert np.allclose(fast.predict_action(obs, z), policy.predict_action(obs, z), atol=1e-5)
+    assert fast.predict_action(obs).shape == (3, 16, 8) and (fast.n_obs_steps, fast.n_action_steps) == (2, 8)
