@@ -178,13 +178,7 @@ def train_policy(policy, loss_fn, n_windows, pcfg, desc):
     t0 = time.perf_counter()
     for _ in tqdm(range(pcfg.steps), desc=desc, unit="step", dynamic_ncols=True, leave=False):
         idx = torch.randint(0, n_windows, (pcfg.batch_size,), generator=batches)
-        loss, _ = loss_fn(idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), pcfg.grad_clip)
-        opt.step()
-        sched.step()
-        ema.update(policy)
+        train.update(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
     return ema.model.eval(), time.perf_counter() - t0
 
 

@@ -143,6 +143,16 @@ def lr_lambda(cfg):
     return f
 
 
+def update(policy, loss, opt, sched, ema, grad_clip):
+    """One optimizer step: backward, grad-norm clip, AdamW, lr schedule, EMA of the weights."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+    ema.update(policy)
+
+
 # ----------------------------------------------------------------------------- stage 1
 def pretrain(cfg, ckpt):
     os.makedirs(cfg.out, exist_ok=True)
@@ -191,12 +201,7 @@ def pretrain(cfg, ckpt):
     while step < cfg.steps and not interrupted:
         i = torch.randint(0, len(obs), (cfg.batch_size,), generator=sampler)
         loss, info = policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        ema.update(policy)
+        update(policy, loss, opt, sched, ema, cfg.grad_clip)
         step += 1
         bar.update()
         row = None
