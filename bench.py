@@ -239,8 +239,7 @@ def bench_task(task, cfg):
     # --- training: DBP's neighbour search is part of its training time
     t0 = time.perf_counter()
     dbp_policy = build(dbp.DBPPolicy, n_samples=pcfg.n_samples)
-    nobs = dbp_policy.normalize_obs(obs)
-    pos, pos_w = dbp.neighbor_positives(nobs, nobs, actions, pcfg.k, pcfg.bandwidth if pcfg.bandwidth > 0 else None)
+    pos, pos_w = train.positives(dbp_policy, obs, actions, pcfg)
     prep_s = time.perf_counter() - t0
     diffusion = build(DiffusionPolicy, diffusion_steps=cfg.diffusion_steps)
     regression = build(RegressionPolicy)

@@ -135,6 +135,12 @@ def evaluate_policy(policy, task, n_episodes, seed, progress=False):
                              n_action_steps=Ta, progress=progress)
 
 
+def positives(policy, obs, actions, cfg):
+    """Neighbour positives of every training window, in normalized obs space (bandwidth 0 = unweighted)."""
+    nobs = policy.normalize_obs(obs)
+    return dbp.neighbor_positives(nobs, nobs, actions, cfg.k, cfg.bandwidth if cfg.bandwidth > 0 else None)
+
+
 def lr_lambda(cfg):
     def f(step):
         if step < cfg.warmup_steps:
@@ -162,8 +168,7 @@ def pretrain(cfg, ckpt):
     policy = dbp.DBPPolicy(obs.shape[-1], actions.shape[-1], cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps,
                            cfg.hidden_dim, cfg.n_blocks, cfg.n_samples)
     policy.fit_normalizer(obs, actions)
-    nobs = policy.normalize_obs(obs)
-    pos, pos_w = dbp.neighbor_positives(nobs, nobs, actions, cfg.k, cfg.bandwidth if cfg.bandwidth > 0 else None)
+    pos, pos_w = positives(policy, obs, actions, cfg)                      # (N, K, Th, Da), (N, K)
     ema = dbp.EMA(policy)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)  # fused: 5x faster on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
