@@ -325,26 +325,32 @@ def load_checkpoint(path):
 
 
 # ----------------------------------------------------------------------------- demo
-if __name__ == "__main__":
-    torch.manual_seed(0)
-    # conditional bimodal toy: action = +-0.8 at random whatever the observation
+def bimodal_toy(steps=400, seed=0):
+    """Conditional bimodal toy: action = +-0.8 at random whatever the observation. Trains a
+    small DBPPolicy on it (weighted neighbour positives) -> (policy, seconds). Also the
+    stage-1 policy of dbpo.py's demo."""
+    torch.manual_seed(seed)
     N = 2000
     obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
     actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
     policy = DBPPolicy(obs_dim=1, action_dim=1, horizon=1, hidden_dim=128)
     policy.fit_normalizer(obs, actions)
     pos, w = neighbor_positives(policy.normalize_obs(obs), policy.normalize_obs(obs), actions, k=16)
-    print(f"neighbor positives: pos {tuple(pos.shape)}, weights {tuple(w.shape)}")
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     t0 = time.time()
-    for step in range(400):
+    for _ in range(steps):
         i = torch.randint(0, N, (64,))
-        loss, info = policy.compute_loss(obs[i], actions[i], pos[i], w[i])
+        loss, _ = policy.compute_loss(obs[i], actions[i], pos[i], w[i])
         opt.zero_grad()
         loss.backward()
         opt.step()
+    return policy, time.time() - t0
+
+
+if __name__ == "__main__":
+    policy, seconds = bimodal_toy()
     a = policy.predict_action(torch.rand(1000, 1, 1) * 2 - 1).flatten()
-    print(f"trained 400 steps in {time.time() - t0:.1f}s: {(a > 0.4).float().mean():.2f} of samples near +0.8, "
+    print(f"bimodal toy, trained 400 steps in {seconds:.1f}s: {(a > 0.4).float().mean():.2f} of samples near +0.8, "
           f"{(a < -0.4).float().mean():.2f} near -0.8, {(a.abs() < 0.4).float().mean():.2f} in the empty middle")
     # batch-1 latency of the default network (Push-sized: Do=12, To=2, Th=16, Da=4)
     torch.set_num_threads(1)

@@ -1,9 +1,10 @@
 """PyBullet tasks, scripted experts, demonstrations and evaluation for Drift-Based Policy.
 
 Three Franka Panda tasks with the gymnasium API (registered on import):
-  DBPPush-v0       (short name "push", the default) one arm pushes a block into EITHER of
-                   two goal regions (left/right); the expert picks one 50/50 per episode,
-                   so a policy that averages the modes pushes nowhere.
+  DBPPush-v0       (short name "push", the default) one arm pushes a block diagonally into
+                   EITHER of two goal regions (front left/right); the expert picks one 50/50
+                   per episode. The mean of the two pushes, straight ahead, drives the block
+                   into a fixed pocket it can't be pushed out of: averaging the modes fails.
   DBPLift-v0       ("lift") one arm grasps a block and lifts it above 10 cm.
   DBPBimanual-v0   ("bimanual") two arms side by side grasp the two ends of a long bar
                    and lift it together; success needs both grippers on the bar.
@@ -287,6 +288,7 @@ class BlockEnv(PandaTableEnv):
     obs (9,): ee_x, ee_y, ee_z, gripper, block_x, block_y, block_z, block_sin_yaw, block_cos_yaw.
     """
 
+    BLOCK_CENTRE = (0.5, 0.0)  # mean initial xy (m)
     BLOCK_HALF = 0.02    # cube half size (m)
     BLOCK_MASS = 0.1     # kg
     BLOCK_RANGE = 0.02   # initial xy offset drawn from U(-range, range) (m)
@@ -295,7 +297,7 @@ class BlockEnv(PandaTableEnv):
                  "block_sin_yaw", "block_cos_yaw"]
 
     def _reset_objects(self, rng):
-        xy = np.array([0.5, 0.0]) + rng.uniform(-self.BLOCK_RANGE, self.BLOCK_RANGE, size=2)
+        xy = np.array(self.BLOCK_CENTRE) + rng.uniform(-self.BLOCK_RANGE, self.BLOCK_RANGE, size=2)
         self.block = self._box([self.BLOCK_HALF] * 3, self.BLOCK_MASS, [0.9, 0.2, 0.2, 1],
                                [*xy, self.BLOCK_HALF], rng.uniform(-self.BLOCK_YAW, self.BLOCK_YAW))
 
@@ -306,11 +308,19 @@ class BlockEnv(PandaTableEnv):
 
 
 class PushEnv(BlockEnv):
-    """Push the block into either goal region, left (+y) or right (-y), 15 cm away.
-    The goals are fixed, so nothing in obs tells which one the expert will choose."""
+    """Push the block from near (0.40, 0) into either goal region, left (+y) or right (-y), 56 deg
+    off straight ahead. Straight ahead, the mean of the two routes, a static pocket catches the
+    block for good. Goals and pocket are fixed (not in obs): nothing tells which goal comes."""
 
+    BLOCK_CENTRE, BLOCK_RANGE = (0.40, 0.0), 0.01    # mean initial block xy, offset range (m): nearly
+                                                     # symmetric starts, so the state hides the mode
     GOALS = np.array([[0.50, 0.15], [0.50, -0.15]])  # goal centres (m), index = mode
     GOAL_RADIUS = 0.045                              # block centre inside -> success (m)
+    # Pocket open towards the block, walls (centre xy, half sizes) in m: inside 6 cm wide, 6.5 cm
+    # deep, 3.5 cm high (the hand passes over it); a block pushed in can only be pushed deeper.
+    POCKET = [((0.555, 0.0), (0.005, 0.04, 0.0175)),
+              ((0.5175, 0.035), (0.0325, 0.005, 0.0175)), ((0.5175, -0.035), (0.0325, 0.005, 0.0175))]
+    HOMES = [(0.37, 0.0, 0.10)]                      # EE starts behind the block, in line with the pocket
     n_modes, mode_names = 2, ["left", "right"]
 
     def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
@@ -319,6 +329,11 @@ class PushEnv(BlockEnv):
             vis = p.createVisualShape(p.GEOM_CYLINDER, radius=self.GOAL_RADIUS, length=0.002, rgbaColor=rgba,
                                       physicsClientId=self.cid)
             p.createMultiBody(0, -1, vis, [x, y, 0.001], physicsClientId=self.cid)
+
+    def _reset_objects(self, rng):
+        super()._reset_objects(rng)
+        for xy, half in self.POCKET:  # mass 0: static
+            self._box(half, 0.0, [0.3, 0.3, 0.3, 1], [*xy, half[2]], 0.0)
 
     def score(self):
         pos, _ = self._pose(self.block)
@@ -393,9 +408,11 @@ EXPERT_STEP_M = 0.03  # expert moves its EE at most this far per step (below max
 
 
 class PushExpert:
-    """Go behind the block (opposite the chosen goal), lower the closed fingers, push."""
+    """Go behind the block (opposite the chosen goal), lower the closed fingers, push through its
+    centre; back off upwards and line up again when the block turns away."""
 
     HOVER_Z, PUSH_Z, CONTACT = 0.08, 0.02, 0.045  # heights (m); EE-to-block distance when pushing
+    AHEAD = 0.005  # push target: this far past the block centre (m)
 
     def __init__(self, env, rng, noise_m):
         self.rng, self.noise_m = rng, noise_m
@@ -409,7 +426,7 @@ class PushExpert:
         along, lat = rel @ d, np.linalg.norm(rel - (rel @ d) * d)
         if ee[2] < 0.05:
             if along < -0.025 and lat < 0.02:  # behind the block: push through its centre
-                return np.array([*(block + d * (0.03 - self.CONTACT)), self.PUSH_Z])
+                return np.array([*(block + d * self.AHEAD), self.PUSH_Z])
             return np.array([*ee[:2], self.HOVER_Z])  # low but misplaced: back off upwards
         pre = block - d * (self.CONTACT + 0.02)
         err = np.linalg.norm(ee[:2] - pre)

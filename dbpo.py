@@ -1,0 +1,304 @@
+"""Drift-Based Policy Optimization (DBPO): online PPO fine-tuning of a one-step DBP policy.
+
+Gao et al. 2026 (arXiv 2604.03540), section "DBPO"; written out in ALGORITHM.md section 2.
+The actor's mean mu_theta(o, z) is a trainable copy of the stage-1 generator; a small head
+gives a state-dependent std that does not see z, so pi(a | o, z) = N(mu_theta(o, z), sigma^2)
+has an exact likelihood once z is stored with the decision. PPO updates the generator
+through that Gaussian; an anchor loss keeps it near the frozen stage-1 copy. Deployment
+stays one deterministic pass: the std head is dropped and policy.predict_action is used.
+
+This file needs torch, numpy and dbp.py only:
+    agent = DBPOAgent(stage1_policy, DBPOConfig())
+    actions, step = agent.act(obs)             # rollout: (N, Ta, Da) raw actions + what to store
+    buffer.add(**step, reward=r, terminated=term, truncated=trunc, final_value=v)
+    stats = update(agent, buffer, last_value, optimizers, schedulers, cfg)
+Run `python dbpo.py` for a seconds-long demo on a one-step bandit.
+Shape letters as in dbp.py; N envs, T decisions per env in a rollout, Ta executed steps.
+"""
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import dbp
+
+
+NOBS_CLAMP = 5.0  # the critic sees normalized obs clipped to +-this (demo data spans +-1)
+
+
+def _arg(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DBPOConfig:
+    """PPO coefficients: ALGORITHM.md section 2 (the paper's values unless marked ours)."""
+    gamma: float = _arg(0.99, "discount per decision (one decision = Ta env steps)")
+    gae_lambda: float = _arg(0.95, "GAE lambda")
+    clip_coef: float = _arg(0.02, "PPO clip on the per-dimension ratio")
+    logprob_min: float = _arg(-2.0, "per-dimension log-probs are clamped below at this value")
+    vf_coef: float = _arg(0.5, "value-loss coefficient")
+    ent_coef: float = _arg(0.01, "entropy-bonus coefficient")
+    anchor_coef: float = _arg(1.0, "anchor coefficient: MSE(mu_theta(o, z), mu_old(o, z)), normalized actions")
+    max_grad_norm: float = _arg(0.5, "gradient-norm clip, of the actor and of the critic each")
+    target_kl: float = _arg(0.02, "stop the update early once approx-KL exceeds this")
+    actor_lr: float = _arg(1e-5, "AdamW learning rate of the generator and std head (cosine)")
+    critic_lr: float = _arg(1e-4, "AdamW learning rate of the critic (cosine)")
+    update_epochs: int = _arg(5, "passes over each rollout (ours)")
+    minibatch_size: int = _arg(128, "decisions per minibatch (ours)")
+    critic_warmup_iters: int = _arg(5, "first iterations update the critic only (ours: 'a few')")
+    std_init: float = _arg(0.03, "initial action std, normalized units (head bias = log std_init)")
+    std_min: float = _arg(0.03, "lower clamp of the std (normalized units)")
+    std_max: float = _arg(0.10, "upper clamp of the std (normalized units)")
+    critic_hidden: int = _arg(256, "critic MLP width (3 hidden layers, Mish)")
+
+
+# ----------------------------------------------------------------------------- advantages
+@torch.no_grad()
+def gae(rewards, values, terminated, truncated, final_values, last_value, gamma, lam):
+    """Generalized advantage estimation over a rollout of T decisions from N envs.
+
+    rewards, values, terminated, truncated, final_values: (T, N); last_value (N,) is V of the
+    observation after the last decision. Where an episode ended at t, the next value is 0 if
+    it terminated and V(final obs) = final_values[t] if it was truncated (the time limit is
+    not part of the task, so we bootstrap); the trace never crosses an episode end.
+    Returns (advantages, returns), both (T, N).
+    """
+    T = len(rewards)
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(last_value)
+    for t in reversed(range(T)):
+        next_value = last_value if t == T - 1 else values[t + 1]
+        next_value = torch.where(truncated[t], final_values[t], next_value)
+        next_value = torch.where(terminated[t], torch.zeros_like(next_value), next_value)
+        delta = rewards[t] + gamma * next_value - values[t]
+        ended = (terminated[t] | truncated[t]).float()
+        last_gae = delta + gamma * lam * (1 - ended) * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+# ----------------------------------------------------------------------------- actor-critic
+class DBPOAgent(nn.Module):
+    """Gaussian actor around a trainable copy of a stage-1 DBPPolicy, a frozen anchor copy
+    of its generator, a log-std head and a critic (both on the normalized obs history)."""
+
+    def __init__(self, policy, cfg=DBPOConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.policy = copy.deepcopy(policy).train().requires_grad_(True)    # mu_theta: deployed
+        self.anchor = copy.deepcopy(policy.net).eval().requires_grad_(False)  # mu_old: frozen
+        To, Do, Th, Da = policy.n_obs_steps, policy.obs_dim, policy.horizon, policy.action_dim
+        self.Ta = policy.n_action_steps
+        self.exec = slice((To - 1) * Da, (To - 1 + self.Ta) * Da)  # executed steps of the flat chunk
+        self.log_std = nn.Linear(To * Do, Th * Da)                    # does not see z
+        nn.init.zeros_(self.log_std.weight)
+        nn.init.constant_(self.log_std.bias, math.log(cfg.std_init))
+        # env action bounds in normalized units, (Ta*Da,); unbounded until set_action_bounds
+        self.register_buffer("nact_low", torch.full((self.Ta * Da,), -math.inf), persistent=False)
+        self.register_buffer("nact_high", torch.full((self.Ta * Da,), math.inf), persistent=False)
+        # running reward moments (count, mean, var) over every rollout so far: rewards are scaled
+        # by this std. The paper scales by the buffer's std alone; a rollout without a success
+        # then has a tiny std and blew the value loss up 200x in our lift runs.
+        self.register_buffer("reward_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+        h = cfg.critic_hidden
+        self.critic = nn.Sequential(nn.Linear(To * Do, h), nn.Mish(), nn.Linear(h, h), nn.Mish(),
+                                    nn.Linear(h, h), nn.Mish(), nn.Linear(h, 1))
+
+    def actor_parameters(self):
+        return list(self.policy.parameters()) + list(self.log_std.parameters())
+
+    def normalize_obs(self, obs):
+        """obs (N, To, Do) raw -> (N, To*Do) normalized, the condition c."""
+        p = self.policy
+        obs = p._check("obs", obs, (None, p.n_obs_steps, p.obs_dim))
+        return p.normalize_obs(obs).flatten(1)
+
+    def distribution(self, nobs, z):
+        """Mean of the executed steps (N, Ta*Da), its std, and the full-chunk mean (N, Th*Da)."""
+        mu_chunk = self.policy.net(z, nobs)                                          # (N, Th*Da)
+        log_std = self.log_std(nobs)[:, self.exec].clamp(math.log(self.cfg.std_min), math.log(self.cfg.std_max))
+        return mu_chunk[:, self.exec], log_std.exp(), mu_chunk
+
+    def log_prob(self, mu, std, na):
+        """Gaussian log-density per dimension, clamped below, averaged over the Ta*Da dims."""
+        logp = -0.5 * ((na - mu) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)   # (N, Ta*Da)
+        return logp.clamp_min(self.cfg.logprob_min).mean(-1)
+
+    def reward_std(self, rewards):
+        """Fold a rollout's rewards into the running moments; return the running std."""
+        n, mean, var = self.reward_moments.tolist()
+        r = rewards.double().flatten()
+        m, total = len(r), n + len(r)
+        delta = r.mean().item() - mean
+        var = (n * var + m * r.var(unbiased=False).item() + delta ** 2 * n * m / total) / total  # parallel Welford
+        self.reward_moments.copy_(torch.tensor([total, mean + delta * m / total, var]))
+        return math.sqrt(var) + 1e-8
+
+    def value(self, nobs):
+        """V(o) (N,) from normalized obs (N, To*Do)."""
+        # Clamped input: min-max ranges from a few demos are narrow (block cos-yaw spans ~0.01),
+        # so a knocked-over block maps to |nobs| in the hundreds and the value would explode.
+        return self.critic(nobs.clamp(-NOBS_CLAMP, NOBS_CLAMP)).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs, generator=None):
+        """Rollout decision for raw obs (N, To, Do): draw z, sample a ~ N(mu, std), clip it to
+        mu +- 3 std and to the action bounds. Returns raw actions (N, Ta, Da) as numpy and a
+        dict of what the buffer stores (nobs, z, na normalized, logprob, value)."""
+        p = self.policy
+        nobs = self.normalize_obs(obs)
+        N = len(nobs)
+        z = torch.randn(N, p.horizon * p.action_dim, generator=generator)            # (N, L)
+        mu, std, _ = self.distribution(nobs, z)
+        na = mu + std * torch.randn(mu.shape, generator=generator)
+        na = torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std)
+        na = torch.minimum(torch.maximum(na, self.nact_low), self.nact_high)
+        actions = p.unnormalize_actions(na.reshape(N, self.Ta, p.action_dim))        # (N, Ta, Da)
+        step = dict(nobs=nobs, z=z, na=na, logprob=self.log_prob(mu, std, na), value=self.value(nobs))
+        return actions.numpy(), step
+
+    def set_action_bounds(self, low, high):
+        """Raw action bounds (Da,) of the env; sampled actions are clipped to them."""
+        p = self.policy
+        for buf, bound in ((self.nact_low, low), (self.nact_high, high)):
+            buf.copy_(p.normalize_actions(torch.as_tensor(bound, dtype=torch.float32)).repeat(self.Ta))
+
+    def evaluate(self, nobs, z, na):
+        """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,), anchor loss."""
+        mu, std, mu_chunk = self.distribution(nobs, z)
+        entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)
+        with torch.no_grad():
+            mu_old = self.anchor(z, nobs)
+        anchor = F.mse_loss(mu_chunk, mu_old)   # full chunk: keeps the unexecuted steps near stage 1 too
+        return self.log_prob(mu, std, na), entropy, self.value(nobs), anchor
+
+
+# ----------------------------------------------------------------------------- rollout buffer
+class RolloutBuffer:
+    """T decisions from N envs: everything needed to recompute the likelihood (z included)."""
+
+    def __init__(self, T, N, cond_dim, noise_dim, act_dim):
+        shapes = dict(nobs=(cond_dim,), z=(noise_dim,), na=(act_dim,), logprob=(), value=(), reward=(),
+                      final_value=())
+        self.data = {k: torch.zeros(T, N, *s) for k, s in shapes.items()}
+        self.data.update(terminated=torch.zeros(T, N, dtype=torch.bool), truncated=torch.zeros(T, N, dtype=torch.bool))
+        self.T, self.N, self.t = T, N, 0
+
+    def add(self, **step):
+        assert self.t < self.T, "buffer full: call reset() after the update"
+        assert set(step) == set(self.data), f"add() needs exactly {sorted(self.data)}; got {sorted(step)}"
+        for k, v in step.items():
+            self.data[k][self.t] = torch.as_tensor(v, dtype=self.data[k].dtype)
+        self.t += 1
+
+    def reset(self):
+        self.t = 0
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+
+# ----------------------------------------------------------------------------- PPO update
+def make_optimizers(agent, cfg, n_iterations):
+    """AdamW for actor and critic, each with a cosine schedule over its own updates (the actor
+    sits out the critic warm-up). Returns (optimizers, schedulers) for update()."""
+    opts = [torch.optim.AdamW(agent.actor_parameters(), lr=cfg.actor_lr),
+            torch.optim.AdamW(agent.critic.parameters(), lr=cfg.critic_lr)]
+    cosine = lambda n: lambda it: 0.5 * (1 + math.cos(math.pi * min(1.0, it / max(1, n))))
+    n_actor = n_iterations - cfg.critic_warmup_iters
+    return opts, [torch.optim.lr_scheduler.LambdaLR(o, cosine(n)) for o, n in zip(opts, (n_actor, n_iterations))]
+
+
+def update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=False, generator=None):
+    """One PPO update on a full buffer, then one step of the lr schedules. last_value (N,): V of
+    the obs after the last decision; critic_only: warm-up, the actor stays put.
+    Returns the mean of each metric over the minibatches actually run."""
+    assert buffer.t == buffer.T, f"update needs a full buffer: {buffer.t} of {buffer.T} decisions stored"
+    (actor_opt, critic_opt), B = optimizers, buffer.T * buffer.N
+    reward = buffer["reward"] / agent.reward_std(buffer["reward"])       # scale by the running reward std
+    # the critic learns values of scaled rewards, so stored values are in scaled units already
+    advantages, returns = gae(reward, buffer["value"], buffer["terminated"], buffer["truncated"],
+                              buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
+    b = {k: buffer[k].reshape(B, *buffer[k].shape[2:]) for k in ("nobs", "z", "na", "logprob", "value")}
+    b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
+    stats, stop = [], False
+    for _ in range(cfg.update_epochs):
+        for mb in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
+            new_logprob, entropy, new_value, anchor = agent.evaluate(b["nobs"][mb], b["z"][mb], b["na"][mb])
+            log_ratio = new_logprob - b["logprob"][mb]
+            ratio = log_ratio.exp()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()
+                clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            mb_adv = b_advantages[mb]
+            mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)   # per-minibatch normalization
+            pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+            v_loss = F.mse_loss(new_value, b_returns[mb])
+            loss = cfg.vf_coef * v_loss
+            if not critic_only:
+                loss = loss + pg_loss - cfg.ent_coef * entropy.mean() + cfg.anchor_coef * anchor
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.actor_parameters(), cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_(agent.critic.parameters(), cfg.max_grad_norm)
+            critic_opt.step()
+            if not critic_only:
+                actor_opt.step()
+            stats.append(dict(policy=pg_loss.item(), value=v_loss.item(), anchor=anchor.item(),
+                              entropy=entropy.mean().item(), approx_kl=approx_kl.item(), clipfrac=clipfrac.item()))
+            if not critic_only and approx_kl > cfg.target_kl:
+                stop = True   # the policy moved far enough for this rollout
+                break
+        if stop:
+            break
+    for sched, stepped in zip(schedulers, (not critic_only, True)):
+        if stepped:
+            sched.step()
+    out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+    v, r = b["value"], b_returns
+    out["explained_variance"] = float(1 - (r - v).var() / r.var().clamp_min(1e-8))
+    out["minibatches"], out["early_stop"] = len(stats), stop
+    return out
+
+
+# ----------------------------------------------------------------------------- demo
+def bimodal_bandit(iterations=150, seed=0, target=0.6, cfg=None):
+    """Toy check of the whole loop. Stage 1 learns a = +-0.8 at random (whatever the obs);
+    DBPO then fine-tunes it on one-step episodes with reward -min(|a - target|, |a + target|),
+    so both modes should move inward to +-target and stay balanced. Returns the deployed
+    policy's mean reward and fraction of positive actions, before and after, and the last stats."""
+    policy, _ = dbp.bimodal_toy(seed=seed)
+
+    reward = lambda a: -np.minimum(np.abs(a - target), np.abs(a + target))
+    def deployed(p):  # one pass of mu_theta(o, z), std head dropped
+        a = p.predict_action(np.random.default_rng(seed).uniform(-1, 1, (1000, 1, 1)).astype(np.float32)).ravel()
+        return dict(reward=float(reward(a).mean()), positive=float((a > 0).mean()))
+
+    cfg = cfg or DBPOConfig()
+    agent = DBPOAgent(policy, cfg)
+    n_envs, T = 64, 4
+    buffer = RolloutBuffer(T, n_envs, cond_dim=1, noise_dim=1, act_dim=1)
+    optimizers, schedulers = make_optimizers(agent, cfg, iterations)
+    no, zero = torch.ones(n_envs, dtype=torch.bool), torch.zeros(n_envs)
+    for it in range(iterations):
+        for _ in range(T):
+            a, step = agent.act(torch.rand(n_envs, 1, 1) * 2 - 1)               # (N, Ta=1, Da=1)
+            buffer.add(**step, reward=reward(a[:, 0, 0]), terminated=no, truncated=~no, final_value=zero)
+        stats = update(agent, buffer, zero, optimizers, schedulers, cfg, critic_only=it < cfg.critic_warmup_iters)
+        buffer.reset()
+    return deployed(policy), deployed(agent.policy), stats
+
+
+if __name__ == "__main__":
+    import time
+    t0 = time.time()
+    before, after, stats = bimodal_bandit()
+    print(f"bandit, deployed mu(o, z): mean reward {before['reward']:.3f} -> {after['reward']:.3f}, "
+          f"positive mode {before['positive']:.2f} -> {after['positive']:.2f}; last update {stats}; "
+          f"{time.time() - t0:.1f}s")
