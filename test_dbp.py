@@ -728,7 +728,7 @@ def _dbpo(tmp_path, *args):
 
 
 def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
-    stage1 = _save(str(tmp_path / "lift.pt"), "lift", 9, 4)
+    stage1 = _save(str(tmp_path / "bimanual.pt"), "bimanual", 14, 8)
     _ctrl_c_once_saved(_dbpo(tmp_path, "--ckpt", stage1, "--iterations", "60", "--eval-every", "3", "--out", "r"),
                        tmp_path / "r" / "ckpt.pt")
     stopped = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["iteration"]
@@ -746,9 +746,11 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     assert result["stage"] == "dbpo" and result["iterations"] == 60 and result["history"][0]["iteration"] == 0
     assert {"success_rate", "ci95", "n_episodes", "env_steps", "history"} <= set(result)
     ckpt = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))            # loads as a plain DBP policy
-    policy = dbp.DBPPolicy.from_checkpoint(ckpt, expect=dict(obs_dim=9, action_dim=4))
-    assert ckpt["task"] == "lift" and policy.predict_action(np.zeros((1, 2, 9), np.float32)).shape == (1, 4, 4)
+    policy = dbp.DBPPolicy.from_checkpoint(ckpt, expect=dict(obs_dim=14, action_dim=8))
+    assert ckpt["task"] == "bimanual" and policy.predict_action(np.zeros((1, 2, 14), np.float32)).shape == (1, 4, 8)
     assert not torch.equal(policy.net.out[1].weight, dbp.DBPPolicy.from_checkpoint(stage1).net.out[1].weight)
+    deployed = robot.load_policy(str(tmp_path / "r" / "ckpt.pt"))           # and as robot.py's policy
+    assert all(torch.equal(a, b) for a, b in zip(deployed.state_dict().values(), policy.state_dict().values()))
 
 
 @pytest.mark.parametrize("make, message", [
