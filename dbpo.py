@@ -268,7 +268,7 @@ def update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=F
 
 
 # ----------------------------------------------------------------------------- demo
-def bimodal_bandit(iterations=150, seed=0, target=0.6, cfg=None):
+def bimodal_bandit(iterations=80, seed=0, target=0.6, cfg=None):
     """Toy check of the whole loop. Stage 1 learns a = +-0.8 at random (whatever the obs);
     DBPO then fine-tunes it on one-step episodes with reward -min(|a - target|, |a + target|),
     so both modes should move inward to +-target and stay balanced. Returns the deployed
