@@ -301,6 +301,7 @@ def chunk_env(task, n_obs_steps, n_action_steps):
     return ChunkEnv(envs.make_env(task), n_obs_steps, n_action_steps)
 
 
+@functools.lru_cache(maxsize=1)  # main() checks the checkpoint, finetune() uses it: read it once
 def load_stage1(path):
     """The checkpoint to fine-tune, checked against its task's env -> (policy, task)."""
     if not path:
