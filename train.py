@@ -169,6 +169,17 @@ def lr_lambda(cfg):
     return f
 
 
+def open_log(out, keys, resume):
+    """A run's log.csv -> (file, csv.DictWriter): a new file with its header, appended to on --resume."""
+    path = os.path.join(out, "log.csv")
+    append = resume and os.path.exists(path)
+    log_file = open(path, "a" if append else "w", newline="")
+    log = csv.DictWriter(log_file, keys)
+    if not append:
+        log.writeheader()
+    return log_file, log
+
+
 def update(policy, loss, opt, sched, ema, grad_clip):
     """One optimizer step: backward, grad-norm clip, AdamW, lr schedule, EMA of the weights."""
     opt.zero_grad(set_to_none=True)
@@ -210,13 +221,8 @@ def pretrain(cfg, ckpt):
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=torch.get_rng_state(),
                             sampler_rng=sampler.get_state(), train_seconds=train_seconds))
 
-    log_path = os.path.join(cfg.out, "log.csv")
     keys = ["step", "loss", "lr"] + [f"force_rms/tau{t:g}" for t in policy.temperatures] + ["success_rate", "train_seconds"]
-    new_log = not (ckpt and os.path.exists(log_path))
-    log_file = open(log_path, "w" if new_log else "a", newline="")
-    log = csv.DictWriter(log_file, keys)
-    if new_log:
-        log.writeheader()
+    log_file, log = open_log(cfg.out, keys, resume=ckpt is not None)
     print(f"{cfg.task}: {len(demo['episode_ends'])} demos, {len(obs)} windows, obs dim {obs.shape[-1]}, "
           f"action dim {actions.shape[-1]}; run dir {cfg.out}")
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
@@ -358,15 +364,10 @@ def finetune(cfg, ckpt):
     agent.set_action_bounds(vec.single_action_space.low[0], vec.single_action_space.high[0])
     obs, _ = vec.reset(seed=[cfg.seed * 100_000 + it * N + i for i in range(N)])  # resumed runs re-seed here
     buffer = dbpo.RolloutBuffer(T, N, To * policy.obs_dim, policy.horizon * policy.action_dim, Ta * policy.action_dim)
-    log_path = os.path.join(cfg.out, "log.csv")
     keys = ["iteration", "env_steps"] + [f"losses/{k}" for k in ("policy", "value", "anchor", "entropy", "approx_kl", "clipfrac")] \
         + ["losses/explained_variance", "charts/success_rate", "charts/return", "charts/episodes", "charts/SPS",
            "eval/success_rate", "minutes"]
-    new_log = not (ckpt and os.path.exists(log_path))
-    log_file = open(log_path, "w" if new_log else "a", newline="")
-    log = csv.DictWriter(log_file, keys)
-    if new_log:
-        log.writeheader()
+    log_file, log = open_log(cfg.out, keys, resume=ckpt is not None)
     print(f"{task}: fine-tuning {cfg.ckpt or ckpt['run_config']['ckpt']} with {N} envs x {T} decisions x Ta={Ta} "
           f"steps per iteration; run dir {cfg.out}")
     t0 = time.time() - train_seconds  # wall clock of the run, evaluations included
