@@ -11,7 +11,6 @@ the table is measured by this run.
     python bench.py --quick --json bench.json        # reduced run in a few minutes (the test's)
     python bench.py --help                           # every flag, with its meaning
 """
-import argparse
 import dataclasses
 import importlib.metadata
 import json
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm import tqdm
@@ -31,7 +31,7 @@ from tqdm import tqdm
 import dbp
 import envs
 import train
-from train import arg
+from dbp import option
 
 DEFAULT_THREADS = torch.get_num_threads()  # read before any set_num_threads
 TEMB_DIM = 64                              # sinusoidal timestep embedding width (Diffusion Policy only)
@@ -39,54 +39,56 @@ WARMUP_CALLS = 20                          # untimed predict_action calls before
 
 
 @dataclass
-class BenchConfig:
-    tasks: str = arg(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
-    steps: int = arg(8000, "gradient steps per model, the same for all (train.py's DBP default is 15000; "
-                           "8000 keeps the full run near 35 min on 2 idle cores)")
-    demos: int = arg(200, "expert demonstrations per task (generated and cached if missing)")
-    eval_episodes: int = arg(50, "seeded evaluation episodes per method and task")
-    seed: int = arg(0, "seed of demos, initializations, batches and evaluation resets")
-    latency_calls: int = arg(200, "timed predict_action calls at batch 1 per method and thread setting")
-    diffusion_steps: int = arg(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)")
-    ddim_steps: int = arg(10, "DDIM sampling steps from the same trained diffusion model (its NFE)")
-    quick: bool = arg(False, "reduced run: push, 20 demos, 300 steps, 5 episodes, 50 latency calls "
-                             "(flags given explicitly win)")
-    json: str = arg("", "write the results to this JSON file")
-    demo_dir: str = arg("demos", "cache directory of demonstration files")
+class BenchConfig(train.EvalConfig, train.DemoConfig):
+    """The benchmark; demos, seed and evaluation episodes as in train.py."""
+    tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
+    steps: int = option(8000, "gradient steps per model, the same for all (train.py's DBP default is 15000; "
+                        "8000 keeps the full run near 35 min on 2 idle cores)", ge=1)
+    latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
+    diffusion_steps: int = option(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)", ge=1)
+    ddim_steps: int = option(10, "DDIM sampling steps from the same trained diffusion model (its NFE)", ge=1)
+    quick: bool = option(False, "reduced run: push, 20 demos, 300 steps, 5 episodes, 50 latency calls "
+                         "(flags given explicitly win)")
+    json: str = option("", "write the results to this JSON file")
+
+    def check(self):
+        super().check()
+        for task in self.tasks.split(","):
+            try:
+                envs.resolve_task(task)
+            except ValueError as e:
+                raise dbp.ConfigError("tasks", self.tasks, str(e)) from None
 
 
 QUICK = dict(tasks="push", demos=20, steps=300, eval_episodes=5, latency_calls=50)
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS)  # only flags given end up in the namespace
-    train.add_config_args(p, BenchConfig)
-    given = vars(p.parse_args(argv))
-    cfg = BenchConfig(**{**(QUICK if given.get("quick") else {}), **given})
-    for task in cfg.tasks.split(","):
-        try:
-            envs.resolve_task(task)
-        except ValueError as e:
-            p.error(str(e))
-    if min(cfg.steps, cfg.demos, cfg.eval_episodes, cfg.latency_calls, cfg.diffusion_steps, cfg.ddim_steps) < 1:
-        p.error("--steps, --demos, --eval-episodes, --latency-calls, --diffusion-steps, --ddim-steps must be >= 1")
-    return cfg
+    given = vars(dbp.add_config_args(dbp.Parser(__doc__), BenchConfig).parse_args(argv))
+    return dbp.build_config(BenchConfig, {**(QUICK if given.get("quick") else {}), **given})
 
 
 # ----------------------------------------------------------------------------- baselines
-# Both subclass DBPPolicy for its normalizer, shape checks and config, and swap the method:
-# the data handling is identical to DBP's by construction.
+class Baseline(nn.Module):
+    """What a baseline shares with DBPPolicy, by composition: dims, chunk shape, a dbp.Normalizer
+    and a dbp.DriftNet backbone of the same size (its condition widened by cond_extra).
+    predict_action is dbp.predict_chunks around the subclass's sample(c)."""
 
-def _predict(policy, obs, sample):
-    """predict_action plumbing: obs (B, To, Do) raw -> sample(nobs (B, To*Do)) -> (B, Th, Da) raw.
-    numpy in gives numpy out, as DBPPolicy.predict_action."""
-    as_numpy = isinstance(obs, np.ndarray)
-    obs = policy._check("obs", obs, (None, policy.n_obs_steps, policy.obs_dim))
-    B = len(obs)
-    nact = sample(policy.normalize_obs(obs).reshape(B, -1))                           # (B, Th*Da)
-    actions = policy.unnormalize_actions(nact.reshape(B, policy.horizon, policy.action_dim))
-    return actions.cpu().numpy() if as_numpy else actions
+    def __init__(self, obs_dim, action_dim, cfg, cond_extra=0):
+        super().__init__()
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.horizon, self.n_obs_steps, self.n_action_steps = cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps
+        self.normalizer = dbp.Normalizer(obs_dim, action_dim)
+        self.net = dbp.DriftNet(cfg.horizon * action_dim, cfg.n_obs_steps * obs_dim + cond_extra, cfg.hidden_dim, cfg.n_blocks)
+
+    def normalized(self, obs, actions):
+        """Raw training batch -> condition c (B, To*Do) and normalized chunks (B, L)."""
+        B = len(obs)
+        return (self.normalizer.normalize_obs(obs).reshape(B, -1), self.normalizer.normalize_actions(actions).reshape(B, -1))
+
+    @torch.inference_mode()
+    def predict_action(self, obs):
+        return dbp.predict_chunks(self, obs, self.sample)
 
 
 def timestep_embedding(t, dim=TEMB_DIM):
@@ -97,78 +99,56 @@ def timestep_embedding(t, dim=TEMB_DIM):
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-class DiffusionPolicy(dbp.DBPPolicy):
-    """Diffusion Policy (Chi et al. 2023) on DBP's backbone: the same DriftNet with the timestep
+class DiffusionPolicy(Baseline):
+    """Diffusion Policy (Chi et al. 2023) on DBP's backbone: the DriftNet with the timestep
     embedding appended to its (FiLM) condition; input = noisy chunk x_t, output = predicted noise.
-    Trained with DDPM's epsilon objective; sampled by DDPM (all steps) or DDIM (few steps) with
-    Diffusion Policy's scheduler settings (diffusers, squaredcos_cap_v2, clip to [-1, 1])."""
+    Trained with DDPM's epsilon objective; sampled by `sampler`, DDPM (all steps) or DDIM (few
+    steps), n_steps NFE, with Diffusion Policy's scheduler settings (diffusers, squaredcos_cap_v2,
+    clip to [-1, 1]). The same weights serve both samplers (load_state_dict)."""
 
-    def __init__(self, obs_dim, action_dim, horizon, n_obs_steps, n_action_steps, hidden_dim, n_blocks,
-                 diffusion_steps=100):
-        super().__init__(obs_dim, action_dim, horizon, n_obs_steps, n_action_steps, hidden_dim, n_blocks)
-        self.net = dbp.DriftNet(horizon * action_dim, n_obs_steps * obs_dim + TEMB_DIM, hidden_dim, n_blocks)
+    def __init__(self, obs_dim, action_dim, cfg, diffusion_steps, sampler="ddpm", n_steps=None):
+        super().__init__(obs_dim, action_dim, cfg, cond_extra=TEMB_DIM)
         kw = dict(num_train_timesteps=diffusion_steps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
                   prediction_type="epsilon")
-        self.schedulers = {"ddpm": DDPMScheduler(**kw), "ddim": DDIMScheduler(**kw)}  # one each: set_timesteps mutates
+        self.scheduler = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[sampler](**kw)
+        self.n_steps = n_steps or diffusion_steps
 
-    def eps(self, nx, t, nobs):
-        """Predicted noise for noisy chunks nx (B, L) at timesteps t (B,) given nobs (B, To*Do)."""
-        return self.net(nx, torch.cat([nobs, timestep_embedding(t)], dim=-1))
+    def eps(self, nx, t, c):
+        """Predicted noise for noisy chunks nx (B, L) at timesteps t (B,) given c (B, To*Do)."""
+        return self.net(nx, torch.cat([c, timestep_embedding(t)], dim=-1))
 
     def compute_loss(self, obs, actions):
         """DDPM loss (Ho et al. 2020, eq. 14): || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2."""
-        B = len(obs)
-        nobs = self.normalize_obs(obs).reshape(B, -1)                                  # (B, To*Do)
-        nact = self.normalize_actions(actions).reshape(B, -1)                         # (B, L)
+        c, nact = self.normalized(obs, actions)                                        # (B, To*Do), (B, L)
         noise = torch.randn_like(nact)
-        t = torch.randint(0, self.schedulers["ddpm"].config.num_train_timesteps, (B,))   # t ~ U{0..T-1}
-        nx = self.schedulers["ddpm"].add_noise(nact, noise, t)                         # q(x_t | x_0)
-        return F.mse_loss(self.eps(nx, t, nobs), noise), {}
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(c),))     # t ~ U{0..T-1}
+        nx = self.scheduler.add_noise(nact, noise, t)                                  # q(x_t | x_0)
+        return F.mse_loss(self.eps(nx, t, c), noise), {}
 
-    @torch.inference_mode()
-    def predict_action(self, obs, sampler="ddpm", n_steps=100):
-        """obs (B, To, Do) raw -> (B, Th, Da) raw after n_steps denoising steps = n_steps NFE."""
-        scheduler = self.schedulers[sampler]
-
-        def sample(nobs):
-            scheduler.set_timesteps(n_steps)
-            nx = torch.randn(len(nobs), self.horizon * self.action_dim)               # x_T ~ N(0, I)
-            for t in scheduler.timesteps:
-                nx = scheduler.step(self.eps(nx, t.expand(len(nobs)), nobs), t, nx).prev_sample
-            return nx
-
-        return _predict(self, obs, sample)
+    def sample(self, c):
+        """n_steps denoising steps from x_T ~ N(0, I): (B, To*Do) -> (B, L), n_steps NFE."""
+        self.scheduler.set_timesteps(self.n_steps)
+        nx = torch.randn(len(c), self.horizon * self.action_dim)
+        for t in self.scheduler.timesteps:
+            nx = self.scheduler.step(self.eps(nx, t.expand(len(c)), c), t, nx).prev_sample
+        return nx
 
 
-class Sampled:
-    """A trained DiffusionPolicy behind one sampler: what evaluation and timing call."""
-
-    def __init__(self, policy, sampler, n_steps):
-        self.policy, self.sampler, self.n_steps = policy, sampler, n_steps
-        self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
-
-    def predict_action(self, obs):
-        return self.policy.predict_action(obs, self.sampler, self.n_steps)
-
-
-class RegressionPolicy(dbp.DBPPolicy):
-    """Behaviour cloning of the chunk: DBP's DriftNet fed z = 0, MSE to the recorded chunk.
+class RegressionPolicy(Baseline):
+    """Behaviour cloning of the chunk: the DriftNet fed z = 0, MSE to the recorded chunk.
     Deterministic, so where the demos hold two modes it predicts their mean."""
 
     def compute_loss(self, obs, actions):
-        B = len(obs)
-        nobs = self.normalize_obs(obs).reshape(B, -1)                                  # (B, To*Do)
-        nact = self.normalize_actions(actions).reshape(B, -1)                         # (B, L)
-        return F.mse_loss(self.net(torch.zeros_like(nact), nobs), nact), {}
+        c, nact = self.normalized(obs, actions)
+        return F.mse_loss(self.sample(c), nact), {}
 
-    @torch.inference_mode()
-    def predict_action(self, obs):
-        return _predict(self, obs, lambda nobs: self.net(nobs.new_zeros(len(nobs), self.horizon * self.action_dim), nobs))
+    def sample(self, c):
+        return self.net(c.new_zeros(len(c), self.horizon * self.action_dim), c)
 
 
 # ----------------------------------------------------------------------------- measurements
 def train_policy(policy, loss_fn, n_windows, pcfg, desc):
-    """train.py's pretrain loop stripped to the budget: AdamW, train.lr_lambda, grad clip, EMA.
+    """train.py's pretrain loop stripped to the budget: AdamW, lr schedule, grad clip, EMA.
     loss_fn(idx) -> (loss, info) on a batch of window indices. Returns (EMA policy, seconds)."""
     torch.manual_seed(pcfg.seed)                        # the same noise stream for every method
     ema = dbp.EMA(policy)
@@ -178,7 +158,7 @@ def train_policy(policy, loss_fn, n_windows, pcfg, desc):
     t0 = time.perf_counter()
     for _ in tqdm(range(pcfg.steps), desc=desc, unit="step", dynamic_ncols=True, leave=False):
         idx = torch.randint(0, n_windows, (pcfg.batch_size,), generator=batches)
-        train.update(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
+        train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
     return ema.model.eval(), time.perf_counter() - t0
 
 
@@ -220,29 +200,27 @@ def bench_task(task, cfg):
     """Train the three models on one task's demos, then evaluate and time the four methods."""
     # DBP's exact pretrain recipe; the baselines share its size, optimizer, schedule and batches.
     pcfg = train.PretrainConfig(task=task, demos=cfg.demos, steps=cfg.steps, seed=cfg.seed, demo_dir=cfg.demo_dir)
-    pcfg.warmup_steps = min(pcfg.warmup_steps, cfg.steps // 10)  # shortens the warmup of short (--quick) runs only
-    demo = envs.load_demos(envs.collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir))
-    obs, actions = train.make_windows(demo, pcfg.n_obs_steps, pcfg.horizon)             # (N, To, Do), (N, Th, Da)
+    pcfg = dataclasses.replace(pcfg, warmup_steps=min(pcfg.warmup_steps, cfg.steps // 10))  # shortens --quick's only
+    demo, obs, actions = train.windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
+    Do, Da = obs.shape[-1], actions.shape[-1]
     env = envs.make_env(task)
     mode_names = env.unwrapped.mode_names
     env.close()
-    print(f"\n{task}: {len(demo['episode_ends'])} demos, {len(obs)} windows, Do={obs.shape[-1]} "
-          f"Da={actions.shape[-1]}, {cfg.steps} steps per model")
+    print(f"\n{task}: {len(demo['episode_ends'])} demos, {len(obs)} windows, Do={Do} Da={Da}, {cfg.steps} steps per model")
 
-    def build(cls, **kw):
+    def build(make):
         torch.manual_seed(cfg.seed)                                                  # same seed for every init
-        policy = cls(obs.shape[-1], actions.shape[-1], pcfg.horizon, pcfg.n_obs_steps, pcfg.n_action_steps,
-                     pcfg.hidden_dim, pcfg.n_blocks, **kw)
-        policy.fit_normalizer(obs, actions)
+        policy = make()
+        policy.normalizer.fit(obs, actions)
         return policy
 
     # --- training: DBP's neighbour search is part of its training time
     t0 = time.perf_counter()
-    dbp_policy = build(dbp.DBPPolicy, n_samples=pcfg.n_samples)
-    pos, pos_w = train.positives(dbp_policy, obs, actions, pcfg)
+    dbp_policy = build(lambda: dbp.DBPPolicy(Do, Da, pcfg))
+    pos, pos_w = dbp_policy.positives(obs, actions)
     prep_s = time.perf_counter() - t0
-    diffusion = build(DiffusionPolicy, diffusion_steps=cfg.diffusion_steps)
-    regression = build(RegressionPolicy)
+    diffusion = build(lambda: DiffusionPolicy(Do, Da, pcfg, cfg.diffusion_steps))
+    regression = build(lambda: RegressionPolicy(Do, Da, pcfg))
     models = {"dbp": (dbp_policy, lambda i: dbp_policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])),
               "diffusion": (diffusion, lambda i: diffusion.compute_loss(obs[i], actions[i])),
               "mse": (regression, lambda i: regression.compute_loss(obs[i], actions[i]))}
@@ -251,16 +229,18 @@ def bench_task(task, cfg):
         trained[name], train_s[name] = train_policy(policy, loss_fn, len(obs), pcfg, f"{task} {name}")
         print(f"  trained {name:9s} {train_s[name]:6.1f} s  ({cfg.steps / train_s[name]:.1f} steps/s)")
     train_s["dbp"] += prep_s
+    ddim = DiffusionPolicy(Do, Da, pcfg, cfg.diffusion_steps, "ddim", cfg.ddim_steps)
+    ddim.load_state_dict(trained["diffusion"].state_dict())                          # the same trained model
     methods = {"dbp": (trained["dbp"], 1, "dbp"),                                  # (policy, NFE, trained model)
-               "ddpm": (Sampled(trained["diffusion"], "ddpm", cfg.diffusion_steps), cfg.diffusion_steps, "diffusion"),
-               "ddim": (Sampled(trained["diffusion"], "ddim", cfg.ddim_steps), cfg.ddim_steps, "diffusion"),
+               "ddpm": (trained["diffusion"], cfg.diffusion_steps, "diffusion"),
+               "ddim": (ddim.eval(), cfg.ddim_steps, "diffusion"),
                "mse": (trained["mse"], 1, "mse")}
 
     # --- evaluation (seeded resets and sampling noise) and the multimodality diagnostic
     results = {}
     for name, (policy, nfe, model) in methods.items():
         t0 = time.perf_counter()
-        r = train.evaluate_policy(policy, task, cfg.eval_episodes, cfg.seed, progress=True)
+        r = train.evaluate(policy, task, cfg.eval_episodes, cfg.seed, progress=True)
         results[name] = dict(
             nfe=nfe, success_rate=r["success_rate"], ci95=r["ci95"], n_episodes=r["n_episodes"],
             n_success=r["n_success"], mean_return=r["mean_return"], mode_fractions=r["mode_fractions"],

@@ -1,36 +1,155 @@
 """Drift-Based Policy (DBP): a one-step generative policy trained with a drifting objective.
 
 Gao et al. 2026, "Drift-Based Policy Optimization" (arXiv 2604.03540), built on Deng et al.
-2026, "Generative Modeling via Drifting" (arXiv 2602.04770); the method is written out in
-ALGORITHM.md. A network a = f(obs, z) maps noise z to an action chunk in ONE forward pass.
-Training attracts generated chunks to demonstrated ones and repels them from each other
-(the drift field V); the network regresses onto its own drifted samples (stop-gradient).
+2026, "Generative Modeling via Drifting" (arXiv 2602.04770). A network a = f(obs, z) maps noise
+z to an action chunk in ONE forward pass. Training attracts generated chunks to demonstrated
+ones and repels them from each other (the drift field V); the network regresses onto its own
+drifted samples (stop-gradient). "eq. (N)" in comments refers to ALGORITHM.md of this
+repository, which writes the method out in full; the comments here say enough to read the
+code without it.
 
 This file stands alone (torch, numpy, stdlib): copy it into your codebase and use
-    policy = DBPPolicy(obs_dim, action_dim, horizon, n_obs_steps)
-    policy.fit_normalizer(obs, actions)
-    loss, info = policy.compute_loss(obs, actions, pos_actions, pos_weights)
+    policy = DBPPolicy(obs_dim, action_dim, DBPConfig(horizon=16, n_obs_steps=2))
+    policy.normalizer.fit(obs, actions)
+    pos, w = policy.positives(obs, actions)       # optional: neighbour positives (K = cfg.k)
+    loss, info = policy.compute_loss(obs, actions, pos, w)
     actions = policy.predict_action(obs)          # exactly one network evaluation
 Run `python dbp.py` for a seconds-long demo and the batch-1 latency.
 
 Shape letters, used in comments at every reshape:
     B batch of observations, G generated samples per observation, K positives per
     observation, To obs steps, Do obs dim, Th action horizon (chunk length), Da action dim,
-    L = Th*Da, N dataset size (or envs). An `n` prefix marks normalized data.
+    Ta executed steps per chunk, L = Th*Da, N dataset size (or envs). An `n` prefix marks
+    normalized data.
 """
+import argparse
 import copy
+import dataclasses
 import math
 import os
+import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CKPT_FORMAT = "dbp-checkpoint-v1"
+CKPT_FORMAT = "dbp-checkpoint-v2"
 TEMPERATURES = (0.02, 0.05, 0.2)  # kernel temperatures tau, in units of the mean distance
 SELF_MASK = 100.0                 # added to self-distances so a sample does not repel itself
+
+
+# ----------------------------------------------------------------------------- config and CLI
+# Every setting is a dataclass field with its default, meaning and valid range, written once.
+# Configs check their ranges when built; the command line of every script is generated here.
+
+def option(default, help, ge=None, gt=None, le=None, lt=None, nargs=None):
+    """A config field: default, meaning (the --help text) and valid range (ge/gt/le/lt).
+    Floats are finite unless a bound admits inf (le=math.inf); NaN is never valid."""
+    return field(default=default, metadata=dict(help=help, ge=ge, gt=gt, le=le, lt=lt, nargs=nargs))
+
+
+class ConfigError(ValueError):
+    """A config value outside its valid range; `name` is the field."""
+
+    def __init__(self, name, value, rule):
+        super().__init__(f"{name} = {value!r}: {rule}")
+        self.name, self.value, self.rule = name, value, rule
+
+
+BOUNDS = (("ge", ">=", float.__ge__), ("gt", ">", float.__gt__), ("le", "<=", float.__le__), ("lt", "<", float.__lt__))
+
+
+def _range_rule(meta):
+    rule = [f"{sym} {meta[key]}" for key, sym, _ in BOUNDS if meta.get(key) is not None]
+    return "must be " + " and ".join(rule) if rule else "must be finite"
+
+
+def _in_range(v, meta):
+    if math.isnan(v) or (math.isinf(v) and v not in (meta.get("ge"), meta.get("le"))):
+        return False
+    return all(meta.get(key) is None or test(v, float(meta[key])) for key, _, test in BOUNDS)
+
+
+class Config:
+    """Base of every config dataclass: each field's range is checked when the config is built,
+    then `check` (cross-field rules; subclasses extend it and call super().check())."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and not _in_range(float(v), f.metadata):
+                    raise ConfigError(f.name, value, _range_rule(f.metadata))
+        self.check()
+
+    def check(self):
+        pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump) and that only keeps the flags given."""
+
+    def __init__(self, description):
+        super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         argument_default=argparse.SUPPRESS)
+
+    def error(self, message):
+        sys.exit(f"error: {message} (--help lists every flag)")
+
+
+def add_config_args(parser, cls):
+    """One --flag per field of the dataclass cls, with its meaning, range and default."""
+    for f in dataclasses.fields(cls):
+        flag, meta = "--" + f.name.replace("_", "-"), f.metadata
+        rule = "" if f.type in (bool, str) else f"; {_range_rule(meta).replace('must be ', '')}"
+        if f.type is bool:
+            parser.add_argument(flag, action="store_true", help=meta["help"])
+        elif f.type is tuple:
+            parser.add_argument(flag, type=float, nargs=meta["nargs"] or len(f.default), metavar="V",
+                                help=f"{meta['help']} (default: {' '.join(map(str, f.default))}{rule})")
+        else:
+            parser.add_argument(flag, type=f.type, metavar=f.name.upper(),
+                                help=f"{meta['help']} (default: {f.default!r}{rule})")
+    return parser
+
+
+def build_config(cls, given):
+    """cls(**given) for flags parsed by add_config_args; a value out of range exits with one line."""
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+    except ConfigError as e:
+        value = " ".join(map(str, e.value)) if isinstance(e.value, tuple) else e.value
+        sys.exit(f"error: --{e.name.replace('_', '-')} {value}: {e.rule}")
+
+
+@dataclass
+class DBPConfig(Config):
+    """The policy and its drift loss (ALGORITHM.md section 1); train.py's stage config inherits it."""
+    horizon: int = option(16, "action chunk length Th predicted per network evaluation", ge=1)
+    n_obs_steps: int = option(2, "observation history To fed to the policy", ge=1)
+    n_action_steps: int = option(2, "actions Ta executed from each chunk before re-planning (short: closed loop)", ge=1)
+    hidden_dim: int = option(256, "width of the generator MLP", ge=1)
+    n_blocks: int = option(3, "residual FiLM blocks in the generator", ge=1)
+    n_samples: int = option(4, "generated chunks G per observation in the drift loss (repulsion needs 2)", ge=2)
+    temperatures: tuple = option(TEMPERATURES, "kernel temperatures tau of the drift field, in units of the mean "
+                                 "distance", gt=0.0, nargs="+")
+    k: int = option(16, "positives per observation: action chunks of the k nearest demo observations (1 = paper)", ge=1)
+    bandwidth: float = option(0.02, "neighbour weight kernel width per normalized obs dim (inf = unweighted kNN)",
+                              gt=0.0, le=math.inf)
+
+    def check(self):
+        super().check()
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:  # the executed slice must fit in the chunk
+            raise ConfigError("horizon", self.horizon, f"must be >= n_obs_steps - 1 + n_action_steps = "
+                              f"{self.n_obs_steps - 1 + self.n_action_steps}")
+
+
+def fields_of(cls, cfg):
+    """The values of cls's fields taken from cfg (e.g. the DBPConfig inside a stage config)."""
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
 # ----------------------------------------------------------------------------- drift field
@@ -56,14 +175,14 @@ def _drift_target(x, pos, pos_weights, temperatures):
     V = torch.zeros_like(nx)
     raw_rms = []
     for tau in temperatures:
-        logits = -nd / tau
-        # doubly normalized affinity: geometric mean of the softmax over targets and over samples
+        logits = -nd / tau                                  # kernel exp(-d / tau), eq. (1)
+        # doubly normalized affinity: geometric mean of the softmax over targets and over samples, eq. (2)
         A = (logits.softmax(dim=-1) * logits.softmax(dim=-2)).clamp_min(1e-6).sqrt()
         A_neg = A[..., :G]                                  # (B, G, G)
         A_pos = A[..., G:] * pos_weights[:, None, :]        # (B, G, K) weights scale positive columns
         S_neg = A_neg.sum(-1, keepdim=True)                 # (B, G, 1)
         S_pos = A_pos.sum(-1, keepdim=True)
-        # F_i = sum_k A+_ik S-_i (y_k - x_i) - sum_j A-_ij S+_i (x_j - x_i); the x_i terms cancel
+        # eq. (3): F_i = sum_k A+_ik S-_i (y_k - x_i) - sum_j A-_ij S+_i (x_j - x_i); the x_i terms cancel
         force = (A_pos * S_neg) @ nY[:, G:] - (A_neg * S_pos) @ nx    # (B, G, L)
         rms = force.pow(2).mean().sqrt()
         raw_rms.append(rms)
@@ -72,7 +191,7 @@ def _drift_target(x, pos, pos_weights, temperatures):
 
 
 def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES):
-    """Drifting loss: MSE between generated samples and their drifted, detached targets.
+    """Drifting loss, eq. (4): MSE between generated samples and their drifted, detached targets.
 
     gen (B, G, L) carries gradient; pos (B, K, L) are positives (data); pos_weights (B, K)
     scales how much each positive attracts (None = all 1). Returns a scalar. Its value stays
@@ -94,16 +213,18 @@ def _drift_loss(gen, pos, pos_weights, temperatures):
 
 # ----------------------------------------------------------------------------- positives
 @torch.no_grad()
-def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth=0.02, chunk=1024):
+def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=1024):
     """Positive set for each query: the action chunks of its k nearest demonstration observations.
 
     query_obs (B, To, Do) and data_obs (N, To, Do) must be in the same (normalized) space;
     data_actions (N, Th, Da). Returns pos_actions (B, k, Th, Da) and pos_weights (B, k).
     Weights are a Gaussian kernel on the distance beyond the nearest neighbour's, with width
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
-    always counts 1, neighbours in the same situation ~1 (this keeps the modes of a
-    multimodal task), neighbours in a different situation ~0 (this keeps the precision of a
-    unimodal one). bandwidth=None gives plain unweighted kNN; k=1 the paper's setting.
+    always counts 1, neighbours in the same situation ~1, neighbours in a different situation
+    ~0. bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
+    When it helps, when it hurts: on multimodal data where each observation was demonstrated
+    once, neighbours show the other modes; on dense precise data they blur the target
+    (ALGORITHM.md section 1: on a 21-dim pushing task, 0.82 success at k=1, 0.56 at k=16).
     """
     query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
@@ -111,7 +232,7 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth=0.02, chu
     if data_actions.dim() != 3 or len(data_actions) != len(data_obs):
         raise ValueError(f"data_actions must be (N, Th, Da) with N = {len(data_obs)}; got {tuple(data_actions.shape)}")
     if not 1 <= k <= len(data_obs):
-        raise ValueError(f"k must be in [1, {len(data_obs)}]; got {k}")
+        raise ValueError(f"k must be in [1, {len(data_obs)}] (the number of demonstration windows); got {k}")
     flat = data_obs.flatten(1)                                       # (N, To*Do)
     idx, dist = [], []
     for q in query_obs.flatten(1).split(chunk):                     # batched cdist + topk
@@ -119,12 +240,65 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth=0.02, chu
         idx.append(i)
         dist.append(d)
     idx, dist = torch.cat(idx), torch.cat(dist)
-    if bandwidth is None:
-        weights = torch.ones_like(dist)
-    else:
-        h2 = bandwidth ** 2 * flat.shape[1]                          # per-dim width -> squared distance
-        weights = torch.exp(-0.5 * (dist ** 2 - dist[:, :1] ** 2) / h2)
+    h2 = bandwidth ** 2 * flat.shape[1]                              # per-dim width -> squared distance
+    weights = torch.exp(-0.5 * (dist ** 2 - dist[:, :1] ** 2) / h2)  # inf width: all 1
     return data_actions[idx], weights                                # (B, k, Th, Da), (B, k)
+
+
+# ----------------------------------------------------------------------------- data plumbing
+def check_shape(name, x, shape, device=None):
+    """x as a float32 tensor shaped `shape` (None = any size) and finite, or a ValueError naming it."""
+    x = torch.as_tensor(x, dtype=torch.float32, device=device)
+    if x.dim() != len(shape) or any(s is not None and s != n for s, n in zip(shape, x.shape)):
+        want = ", ".join("B" if s is None else f"{s}" for s in shape)
+        raise ValueError(f"{name} must be shaped ({want}); got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+class Normalizer(nn.Module):
+    """Min-max normalization of observations and actions to [-1, 1], per dimension (the paper's).
+    The statistics are buffers, saved with the weights of the policy that holds it."""
+
+    def __init__(self, obs_dim, action_dim):
+        super().__init__()
+        self.dims = dict(obs=obs_dim, act=action_dim)
+        for name, dim in self.dims.items():
+            self.register_buffer(f"{name}_center", torch.zeros(dim))
+            self.register_buffer(f"{name}_half_range", torch.ones(dim))
+
+    def fit(self, obs, actions):
+        """obs (N, To, Do) or (N, Do), actions (N, Th, Da) or (N, Da): raw data."""
+        for name, x in (("obs", obs), ("act", actions)):
+            x = torch.as_tensor(x, dtype=torch.float32).reshape(-1, np.shape(x)[-1])
+            if x.shape[-1] != self.dims[name] or len(x) == 0 or not torch.isfinite(x).all():
+                raise ValueError(f"Normalizer.fit: {name} must be finite with last dim {self.dims[name]}; got {tuple(x.shape)}")
+            lo, hi = x.min(0).values, x.max(0).values
+            half = (hi - lo) / 2
+            getattr(self, f"{name}_center").copy_((hi + lo) / 2)
+            getattr(self, f"{name}_half_range").copy_(torch.where(half < 1e-4, torch.ones_like(half), half))  # constant dims stay put
+
+    def normalize_obs(self, obs):
+        return (obs - self.obs_center) / self.obs_half_range
+
+    def normalize_actions(self, actions):
+        return (actions - self.act_center) / self.act_half_range
+
+    def unnormalize_actions(self, nactions):
+        return nactions * self.act_half_range + self.act_center
+
+
+def predict_chunks(policy, obs, sample):
+    """predict_action plumbing of every chunk policy (DBPPolicy, the benchmark's baselines):
+    raw obs (B, To, Do), numpy or torch -> sample(c) with c the normalized condition (B, To*Do)
+    -> normalized chunks (B, Th*Da) -> raw chunks (B, Th, Da); numpy in gives numpy out."""
+    as_numpy = isinstance(obs, np.ndarray)
+    obs = check_shape("obs", obs, (None, policy.n_obs_steps, policy.obs_dim), policy.normalizer.obs_center.device)
+    B = len(obs)
+    nact = sample(policy.normalizer.normalize_obs(obs).reshape(B, -1))                      # (B, Th*Da)
+    actions = policy.normalizer.unnormalize_actions(nact.reshape(B, policy.horizon, policy.action_dim))
+    return actions.cpu().numpy() if as_numpy else actions
 
 
 # ----------------------------------------------------------------------------- network
@@ -149,9 +323,10 @@ class DriftNet(nn.Module):
     paper's 1-D conv U-Net at batch 1, and the tasks here are low-dimensional. c may hold one
     row per observation, (B, 1, To*Do), against z (B, G, L): the condition path then runs
     once per observation and broadcasts over the G samples (SiLU, not Mish: 4x faster on CPU).
+    NumpyPolicy below mirrors this forward pass: change the two together.
     """
 
-    def __init__(self, noise_dim, cond_dim, hidden_dim=256, n_blocks=3):
+    def __init__(self, noise_dim, cond_dim, hidden_dim, n_blocks):
         super().__init__()
         self.cond = nn.Sequential(nn.Linear(cond_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
         self.inp = nn.Linear(noise_dim + cond_dim, hidden_dim)
@@ -166,113 +341,138 @@ class DriftNet(nn.Module):
         return self.out(h)
 
 
+class NumpyPolicy:
+    """DBPPolicy.predict_action with the same weights in NumPy: DriftNet.forward, op for op
+    (the tests check the two agree to 1e-5). For real-time loops (robot.py): there, the code of
+    each torch op is cold after 10 ms of other work and costs ~50 us (measured on the
+    development VM: torch.randn(1, 128) 2 us warm, 85 us cold), so the ~45-op torch forward took
+    2.3 ms per inference against 0.6 ms back to back; a NumPy op pays ~15 us cold."""
+
+    def __init__(self, policy):
+        self.n_obs_steps, self.n_action_steps, self.executed = policy.n_obs_steps, policy.n_action_steps, policy.executed
+        self.shape = (policy.horizon, policy.action_dim)
+        w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in policy.state_dict().items()}
+        lin = lambda name: (np.ascontiguousarray(w[f"{name}.weight"].T), w[f"{name}.bias"])  # x @ W.T + b
+        self.obs_center, self.obs_half_range = w["normalizer.obs_center"], w["normalizer.obs_half_range"]
+        self.act_center, self.act_half_range = w["normalizer.act_center"], w["normalizer.act_half_range"]
+        self.cond0, self.cond2, self.inp, self.out1 = lin("net.cond.0"), lin("net.cond.2"), lin("net.inp"), lin("net.out.1")
+        self.out_norm = (w["net.out.0.weight"], w["net.out.0.bias"])
+        self.blocks = [(lin(f"net.blocks.{i}.film"), lin(f"net.blocks.{i}.fc1"), lin(f"net.blocks.{i}.fc2"))
+                       for i in range(len(policy.net.blocks))]
+        self.rng = np.random.default_rng(torch.initial_seed())
+
+    @staticmethod
+    def _norm(x):  # LayerNorm without affine, eps as torch's default
+        x = x - x.mean(-1, keepdims=True)
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
+
+    def predict_action(self, obs, noise=None):
+        """obs (B, To, Do) raw -> (B, Th, Da) raw, one network evaluation, z ~ N(0, I) unless given."""
+        silu = lambda x: x * 0.5 * (1.0 + np.tanh(0.5 * x))  # x * sigmoid(x), overflow-free
+        affine = lambda x, wb: x @ wb[0] + wb[1]
+        B = len(obs)
+        c = ((obs - self.obs_center) / self.obs_half_range).reshape(B, -1).astype(np.float32)  # (B, To*Do)
+        z = self.rng.standard_normal((B, self.shape[0] * self.shape[1]), np.float32) if noise is None \
+            else np.asarray(noise, np.float32).reshape(B, -1)                                  # (B, Th*Da)
+        e = affine(silu(affine(c, self.cond0)), self.cond2)
+        h = affine(np.concatenate([z, c], axis=-1), self.inp)
+        for film, fc1, fc2 in self.blocks:
+            gamma, beta = np.split(affine(e, film), 2, axis=-1)
+            h = h + affine(silu(affine(self._norm(h) * (1 + gamma) + beta, fc1)), fc2)
+        nact = affine(self._norm(h) * self.out_norm[0] + self.out_norm[1], self.out1)
+        return nact.reshape(B, *self.shape) * self.act_half_range + self.act_center
+
+
 # ----------------------------------------------------------------------------- policy
 class DBPPolicy(nn.Module):
     """One-step generative policy: predict_action = one DriftNet evaluation.
 
-    obs_dim Do, action_dim Da, horizon Th, n_obs_steps To; n_action_steps Ta (executed slice
-    [To-1, To-1+Ta) of each chunk, default Th - To + 1); hidden_dim / n_blocks size the net;
-    n_samples G generated chunks per observation in training; temperatures of the kernel.
-    Observations and actions are min-max normalized to [-1, 1] by buffers saved with weights.
+    obs_dim Do and action_dim Da come from the data; cfg (DBPConfig) sizes the chunk, the net and
+    the drift loss. Observations and actions are min-max normalized to [-1, 1] by
+    `self.normalizer` (fit it on the training data), saved with the weights.
     """
 
-    def __init__(self, obs_dim, action_dim, horizon, n_obs_steps=1, n_action_steps=None,
-                 hidden_dim=256, n_blocks=3, n_samples=4, temperatures=TEMPERATURES):
+    def __init__(self, obs_dim, action_dim, cfg=DBPConfig()):
         super().__init__()
-        n_action_steps = horizon - n_obs_steps + 1 if n_action_steps is None else n_action_steps
-        if min(obs_dim, action_dim, horizon, n_obs_steps, n_action_steps, n_samples) < 1:
-            raise ValueError("obs_dim, action_dim, horizon, n_obs_steps, n_action_steps, n_samples must be >= 1")
-        if n_obs_steps - 1 + n_action_steps > horizon:
-            raise ValueError(f"n_obs_steps - 1 + n_action_steps = {n_obs_steps - 1 + n_action_steps} exceeds horizon {horizon}")
-        self.config = dict(obs_dim=obs_dim, action_dim=action_dim, horizon=horizon, n_obs_steps=n_obs_steps,
-                           n_action_steps=n_action_steps, hidden_dim=hidden_dim, n_blocks=n_blocks,
-                           n_samples=n_samples, temperatures=list(temperatures))
-        self.obs_dim, self.action_dim, self.horizon, self.n_obs_steps = obs_dim, action_dim, horizon, n_obs_steps
-        self.n_action_steps, self.n_samples, self.temperatures = n_action_steps, n_samples, tuple(temperatures)
-        self.net = DriftNet(horizon * action_dim, n_obs_steps * obs_dim, hidden_dim, n_blocks)
-        for name, dim in (("obs", obs_dim), ("act", action_dim)):
-            self.register_buffer(f"{name}_center", torch.zeros(dim))
-            self.register_buffer(f"{name}_half_range", torch.ones(dim))
+        if min(obs_dim, action_dim) < 1:
+            raise ValueError(f"obs_dim and action_dim must be >= 1; got {obs_dim}, {action_dim}")
+        self.cfg, self.obs_dim, self.action_dim = fields_of(DBPConfig, cfg), obs_dim, action_dim
+        self.horizon, self.n_obs_steps, self.n_action_steps = cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps
+        self.normalizer = Normalizer(obs_dim, action_dim)
+        self.net = DriftNet(cfg.horizon * action_dim, cfg.n_obs_steps * obs_dim, cfg.hidden_dim, cfg.n_blocks)
 
-    # --- normalizer: min-max to [-1, 1], per dimension
-    def fit_normalizer(self, obs, actions):
-        """obs (N, To, Do) or (N, Do), actions (N, Th, Da) or (N, Da): raw data."""
-        for name, x, dim in (("obs", obs, self.obs_dim), ("act", actions, self.action_dim)):
-            x = torch.as_tensor(x, dtype=torch.float32).reshape(-1, x.shape[-1])
-            if x.shape[-1] != dim or len(x) == 0 or not torch.isfinite(x).all():
-                raise ValueError(f"fit_normalizer: {name} must be finite with last dim {dim}; got {tuple(x.shape)}")
-            lo, hi = x.min(0).values, x.max(0).values
-            half = (hi - lo) / 2
-            getattr(self, f"{name}_center").copy_((hi + lo) / 2)
-            getattr(self, f"{name}_half_range").copy_(torch.where(half < 1e-4, torch.ones_like(half), half))  # constant dims stay put
+    @property
+    def config(self):
+        """Everything needed to rebuild the policy, as plain values (saved in checkpoints)."""
+        return dict(obs_dim=self.obs_dim, action_dim=self.action_dim, **dataclasses.asdict(self.cfg))
 
-    def normalize_obs(self, obs):
-        return (obs - self.obs_center) / self.obs_half_range
+    @property
+    def executed(self):
+        """The steps of a chunk that are executed: [To-1, To-1+Ta) (receding horizon; step To-1 is 'now')."""
+        return slice(self.n_obs_steps - 1, self.n_obs_steps - 1 + self.n_action_steps)
 
-    def normalize_actions(self, actions):
-        return (actions - self.act_center) / self.act_half_range
+    @property
+    def info_keys(self):
+        """Keys of compute_loss's info: the raw force RMS per temperature."""
+        return [f"force_rms/tau{tau:g}" for tau in self.cfg.temperatures]
 
-    def unnormalize_actions(self, nactions):
-        return nactions * self.act_half_range + self.act_center
+    # --- training
+    def positives(self, obs, actions):
+        """Neighbour positives (cfg.k, cfg.bandwidth) of training windows obs (N, To, Do), actions
+        (N, Th, Da), searched in normalized obs space -> (N, K, Th, Da), (N, K)."""
+        nobs = self.normalizer.normalize_obs(torch.as_tensor(obs, dtype=torch.float32))
+        return neighbor_positives(nobs, nobs, actions, self.cfg.k, self.cfg.bandwidth)
 
-    def _check(self, name, x, shape):
-        x = torch.as_tensor(x, dtype=torch.float32, device=self.obs_center.device)
-        if x.dim() != len(shape) or any(s is not None and s != n for s, n in zip(shape, x.shape)):
-            want = ", ".join("B" if s is None else f"{s}" for s in shape)
-            raise ValueError(f"{name} must be shaped ({want}); got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or inf")
-        return x
-
-    # --- training: compute_loss
     def compute_loss(self, obs, actions, pos_actions=None, pos_weights=None):
         """obs (B, To, Do), actions (B, Th, Da) raw; pos_actions (B, K, Th, Da) raw positives
         (None = the recorded chunk alone, the paper's K = 1), pos_weights (B, K) or None.
         Returns (loss, info) with info the per-temperature raw force RMS (the signal to log)."""
-        To, Do, Th, Da, G = self.n_obs_steps, self.obs_dim, self.horizon, self.action_dim, self.n_samples
-        obs = self._check("obs", obs, (None, To, Do))
-        actions = self._check("actions", actions, (len(obs), Th, Da))
-        if pos_actions is None:
-            pos_actions = actions[:, None]                          # (B, 1, Th, Da)
-        pos_actions = self._check("pos_actions", pos_actions, (len(obs), None, Th, Da))
-        if pos_weights is not None:
-            pos_weights = self._check("pos_weights", pos_weights, (len(obs), pos_actions.shape[1]))
+        To, Do, Th, Da, G = self.n_obs_steps, self.obs_dim, self.horizon, self.action_dim, self.cfg.n_samples
+        device = self.normalizer.obs_center.device
+        obs = check_shape("obs", obs, (None, To, Do), device)
         B = len(obs)
-        nobs = self.normalize_obs(obs).reshape(B, 1, To * Do)                         # (B, 1, To*Do)
-        z = torch.randn(B, G, Th * Da, device=nobs.device)                           # (B, G, L)
+        actions = check_shape("actions", actions, (B, Th, Da), device)
+        pos_actions = actions[:, None] if pos_actions is None else pos_actions                # (B, K, Th, Da)
+        pos_actions = check_shape("pos_actions", pos_actions, (B, None, Th, Da), device)
+        if pos_weights is not None:
+            pos_weights = check_shape("pos_weights", pos_weights, (B, pos_actions.shape[1]), device)
+        nobs = self.normalizer.normalize_obs(obs).reshape(B, 1, To * Do)               # (B, 1, To*Do)
+        z = torch.randn(B, G, Th * Da, device=device)                                 # (B, G, L)
         ngen = self.net(z, nobs)                                                      # (B, G, L)
-        npos = self.normalize_actions(pos_actions).reshape(B, -1, Th * Da)           # (B, K, L)
-        loss, raw_rms = _drift_loss(ngen, npos, pos_weights, self.temperatures)
-        info = {f"force_rms/tau{tau:g}": r.item() for tau, r in zip(self.temperatures, raw_rms)}
-        return loss, info
+        npos = self.normalizer.normalize_actions(pos_actions).reshape(B, -1, Th * Da)  # (B, K, L)
+        loss, raw_rms = _drift_loss(ngen, npos, pos_weights, self.cfg.temperatures)
+        return loss, {key: r.item() for key, r in zip(self.info_keys, raw_rms)}
 
     # --- inference: exactly one network evaluation
     @torch.inference_mode()
     def predict_action(self, obs, noise=None):
         """obs (B, To, Do) raw -> action chunk (B, Th, Da) raw; numpy in gives numpy out.
-        noise (B, Th, Da) fixes z (None draws z ~ N(0, I)). Execute [To-1, To-1+Ta)."""
-        as_numpy = isinstance(obs, np.ndarray)
-        obs = self._check("obs", obs, (None, self.n_obs_steps, self.obs_dim))
-        B, shape = len(obs), (len(obs), self.horizon, self.action_dim)
-        z = torch.randn(shape, device=obs.device) if noise is None else self._check("noise", noise, shape)
-        nact = self.net(z.reshape(B, -1), self.normalize_obs(obs).reshape(B, -1))      # (B, Th*Da)
-        actions = self.unnormalize_actions(nact.reshape(shape))                       # (B, Th, Da)
-        return actions.cpu().numpy() if as_numpy else actions
+        noise (B, Th, Da) fixes z (None draws z ~ N(0, I)). Execute chunk[:, self.executed]."""
+        shape = (len(obs), self.horizon * self.action_dim)
+
+        def sample(c):                                                                # c (B, To*Do)
+            z = torch.randn(shape, device=c.device) if noise is None else \
+                check_shape("noise", noise, (len(obs), self.horizon, self.action_dim), c.device).reshape(shape)
+            return self.net(z, c)                                                     # (B, Th*Da)
+
+        return predict_chunks(self, obs, sample)
 
     # --- checkpoints: self-describing, loaded with weights_only=True
     @classmethod
     def from_checkpoint(cls, ckpt, expect=None):
-        """Rebuild a policy from a checkpoint path or dict (see save_checkpoint).
-        expect: dict of config fields that must match (e.g. obs_dim, action_dim)."""
+        """Rebuild a policy from a checkpoint path or dict (see save_checkpoint). Every config
+        field must be present and known; expect: fields that must have these values."""
         ckpt = load_checkpoint(ckpt) if isinstance(ckpt, (str, os.PathLike)) else ckpt
-        config = ckpt["config"]
+        config = dict(ckpt["config"])
         for key, want in (expect or {}).items():
             if config.get(key) != want:
                 raise ValueError(f"checkpoint field '{key}' is {config.get(key)!r}, expected {want!r}")
-        try:
-            policy = cls(**config)
-        except TypeError as e:
-            raise ValueError(f"checkpoint config does not describe a DBPPolicy: {e}") from None
+        known = {"obs_dim", "action_dim"} | {f.name for f in dataclasses.fields(DBPConfig)}
+        odd = sorted(known ^ set(config))
+        if odd:
+            raise ValueError(f"checkpoint config {'lacks' if odd[0] in known else 'has an unknown'} field '{odd[0]}'")
+        config["temperatures"] = tuple(config["temperatures"])
+        policy = cls(config.pop("obs_dim"), config.pop("action_dim"), DBPConfig(**config))
         try:
             policy.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
@@ -300,7 +500,7 @@ class EMA:
 
 def save_checkpoint(path, policy, **extra):
     """Atomically write {format, config, state_dict, **extra} (plain tensors and values)."""
-    ckpt = {"format": CKPT_FORMAT, "config": dict(policy.config), "state_dict": policy.state_dict(), **extra}
+    ckpt = {"format": CKPT_FORMAT, "config": policy.config, "state_dict": policy.state_dict(), **extra}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"
     torch.save(ckpt, tmp)
@@ -317,7 +517,7 @@ def load_checkpoint(path):
         raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a {CKPT_FORMAT} checkpoint (format: {found!r})")
+        raise ValueError(f"{path} is not a {CKPT_FORMAT} checkpoint (format: {found!r}); retrain with this version")
     for key in ("config", "state_dict"):
         if key not in ckpt:
             raise ValueError(f"{path} is missing the field '{key}'")
@@ -333,9 +533,9 @@ def bimodal_toy(steps=400, seed=0):
     N = 2000
     obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
     actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
-    policy = DBPPolicy(obs_dim=1, action_dim=1, horizon=1, hidden_dim=128)
-    policy.fit_normalizer(obs, actions)
-    pos, w = neighbor_positives(policy.normalize_obs(obs), policy.normalize_obs(obs), actions, k=16)
+    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128))
+    policy.normalizer.fit(obs, actions)
+    pos, w = policy.positives(obs, actions)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     t0 = time.time()
     for _ in range(steps):
@@ -354,7 +554,7 @@ if __name__ == "__main__":
           f"{(a < -0.4).float().mean():.2f} near -0.8, {(a.abs() < 0.4).float().mean():.2f} in the empty middle")
     # batch-1 latency of the default network (Push-sized: Do=12, To=2, Th=16, Da=4)
     torch.set_num_threads(1)
-    policy = DBPPolicy(obs_dim=12, action_dim=4, horizon=16, n_obs_steps=2).eval()
+    policy = DBPPolicy(obs_dim=12, action_dim=4).eval()
     o = np.zeros((1, 2, 12), np.float32)
     for _ in range(50):
         policy.predict_action(o)

@@ -1,6 +1,6 @@
 """Drift-Based Policy Optimization (DBPO): online PPO fine-tuning of a one-step DBP policy.
 
-Gao et al. 2026 (arXiv 2604.03540), section "DBPO"; written out in ALGORITHM.md section 2.
+Gao et al. 2026 (arXiv 2604.03540), section "DBPO"; ALGORITHM.md section 2 of this repository.
 The actor's mean mu_theta(o, z) is a trainable copy of the stage-1 generator; a small head
 gives a state-dependent std that does not see z, so pi(a | o, z) = N(mu_theta(o, z), sigma^2)
 has an exact likelihood once z is stored with the decision. PPO updates the generator
@@ -9,15 +9,17 @@ stays one deterministic pass: the std head is dropped and policy.predict_action 
 
 This file needs torch, numpy and dbp.py only:
     agent = DBPOAgent(stage1_policy, DBPOConfig())
+    buffer = agent.make_buffer(T, N)
     actions, step = agent.act(obs)             # rollout: (N, Ta, Da) raw actions + what to store
-    buffer.add(**step, reward=r, terminated=term, truncated=trunc, final_value=v)
-    stats = update(agent, buffer, last_value, optimizers, schedulers, cfg)
-Run `python dbpo.py` for a seconds-long demo on a one-step bandit.
+    buffer.add(**step, reward=r, terminated=term, truncated=trunc, final_value=agent.value(final_obs))
+    stats = ppo_update(agent, buffer, agent.value(obs), optimizers, schedulers, cfg)
+Run `python dbpo.py` for a seconds-long demo on a one-step bandit. "eq. (N)" refers to
+ALGORITHM.md of this repository.
 Shape letters as in dbp.py; N envs, T decisions per env in a rollout, Ta executed steps.
 """
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,33 +30,38 @@ import dbp
 
 
 NOBS_CLAMP = 5.0  # the critic sees normalized obs clipped to +-this (demo data spans +-1)
-
-
-def _arg(default, help):
-    return field(default=default, metadata={"help": help})
+# What ppo_update returns, in log.csv's order (CleanRL's names).
+METRICS = ("losses/policy", "losses/value", "losses/anchor", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+           "losses/explained_variance", "charts/minibatches")
+option = dbp.option
 
 
 @dataclass
-class DBPOConfig:
+class DBPOConfig(dbp.Config):
     """PPO coefficients: ALGORITHM.md section 2 (the paper's values unless marked ours)."""
-    gamma: float = _arg(0.99, "discount per decision (one decision = Ta env steps)")
-    gae_lambda: float = _arg(0.95, "GAE lambda")
-    clip_coef: float = _arg(0.02, "PPO clip on the per-dimension ratio")
-    logprob_min: float = _arg(-2.0, "per-dimension log-probs are clamped below at this value")
-    vf_coef: float = _arg(0.5, "value-loss coefficient")
-    ent_coef: float = _arg(0.01, "entropy-bonus coefficient")
-    anchor_coef: float = _arg(1.0, "anchor coefficient: MSE(mu_theta(o, z), mu_old(o, z)), normalized actions")
-    max_grad_norm: float = _arg(0.5, "gradient-norm clip, of the actor and of the critic each")
-    target_kl: float = _arg(0.02, "stop the update early once approx-KL exceeds this")
-    actor_lr: float = _arg(1e-5, "AdamW learning rate of the generator and std head (cosine)")
-    critic_lr: float = _arg(1e-4, "AdamW learning rate of the critic (cosine)")
-    update_epochs: int = _arg(5, "passes over each rollout (ours)")
-    minibatch_size: int = _arg(128, "decisions per minibatch (ours)")
-    critic_warmup_iters: int = _arg(5, "first iterations update the critic only (ours: 'a few')")
-    std_init: float = _arg(0.03, "initial action std, normalized units (head bias = log std_init)")
-    std_min: float = _arg(0.03, "lower clamp of the std (normalized units)")
-    std_max: float = _arg(0.10, "upper clamp of the std (normalized units)")
-    critic_hidden: int = _arg(256, "critic MLP width (3 hidden layers, Mish)")
+    gamma: float = option(0.99, "discount per decision (one decision = Ta env steps)", ge=0.0, le=1.0)
+    gae_lambda: float = option(0.95, "GAE lambda", ge=0.0, le=1.0)
+    clip_coef: float = option(0.02, "PPO clip on the per-dimension ratio", gt=0.0)
+    logprob_min: float = option(-2.0, "per-dimension log-probs are clamped below at this value", le=0.0)
+    vf_coef: float = option(0.5, "value-loss coefficient", gt=0.0)
+    ent_coef: float = option(0.01, "entropy-bonus coefficient", ge=0.0)
+    anchor_coef: float = option(1.0, "anchor coefficient: MSE(mu_theta(o, z), mu_old(o, z)), normalized actions", ge=0.0)
+    max_grad_norm: float = option(0.5, "gradient-norm clip, of the actor and of the critic each", gt=0.0)
+    target_kl: float = option(0.02, "stop the update early once approx-KL exceeds this (inf: never)", gt=0.0, le=math.inf)
+    actor_lr: float = option(1e-5, "AdamW learning rate of the generator and std head (cosine)", gt=0.0)
+    critic_lr: float = option(1e-4, "AdamW learning rate of the critic (cosine)", gt=0.0)
+    update_epochs: int = option(5, "passes over each rollout (ours)", ge=1)
+    minibatch_size: int = option(128, "decisions per minibatch (ours)", ge=2)
+    critic_warmup_iters: int = option(5, "first iterations update the critic only (ours: 'a few')", ge=0)
+    std_init: float = option(0.03, "initial action std, normalized units (head bias = log std_init)", gt=0.0)
+    std_min: float = option(0.03, "lower clamp of the std (normalized units)", gt=0.0)
+    std_max: float = option(0.10, "upper clamp of the std (normalized units)", gt=0.0)
+    critic_hidden: int = option(256, "critic MLP width (3 hidden layers, Mish)", ge=1)
+
+    def check(self):
+        super().check()
+        if not self.std_min <= self.std_init <= self.std_max:
+            raise dbp.ConfigError("std_init", self.std_init, f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -85,7 +92,8 @@ def gae(rewards, values, terminated, truncated, final_values, last_value, gamma,
 # ----------------------------------------------------------------------------- actor-critic
 class DBPOAgent(nn.Module):
     """Gaussian actor around a trainable copy of a stage-1 DBPPolicy, a frozen anchor copy
-    of its generator, a log-std head and a critic (both on the normalized obs history)."""
+    of its generator, a log-std head and a critic (both on the condition c, the normalized
+    obs history flattened to (N, To*Do))."""
 
     def __init__(self, policy, cfg=DBPOConfig()):
         super().__init__()
@@ -94,7 +102,8 @@ class DBPOAgent(nn.Module):
         self.anchor = copy.deepcopy(policy.net).eval().requires_grad_(False)  # mu_old: frozen
         To, Do, Th, Da = policy.n_obs_steps, policy.obs_dim, policy.horizon, policy.action_dim
         self.Ta = policy.n_action_steps
-        self.exec = slice((To - 1) * Da, (To - 1 + self.Ta) * Da)  # executed steps of the flat chunk
+        ex = policy.executed
+        self.exec = slice(ex.start * Da, ex.stop * Da)                # executed steps of the flat chunk
         self.log_std = nn.Linear(To * Do, Th * Da)                    # does not see z
         nn.init.zeros_(self.log_std.weight)
         nn.init.constant_(self.log_std.bias, math.log(cfg.std_init))
@@ -112,16 +121,21 @@ class DBPOAgent(nn.Module):
     def actor_parameters(self):
         return list(self.policy.parameters()) + list(self.log_std.parameters())
 
-    def normalize_obs(self, obs):
-        """obs (N, To, Do) raw -> (N, To*Do) normalized, the condition c."""
+    def make_buffer(self, T, N):
+        """An empty rollout buffer for T decisions from N envs, sized for this agent."""
         p = self.policy
-        obs = p._check("obs", obs, (None, p.n_obs_steps, p.obs_dim))
-        return p.normalize_obs(obs).flatten(1)
+        return RolloutBuffer(T, N, p.n_obs_steps * p.obs_dim, p.horizon * p.action_dim, self.Ta * p.action_dim)
 
-    def distribution(self, nobs, z):
+    def condition(self, obs):
+        """obs (N, To, Do) raw -> the condition c (N, To*Do): normalized and flattened."""
+        p = self.policy
+        obs = dbp.check_shape("obs", obs, (None, p.n_obs_steps, p.obs_dim))
+        return p.normalizer.normalize_obs(obs).flatten(1)
+
+    def distribution(self, c, z):
         """Mean of the executed steps (N, Ta*Da), its std, and the full-chunk mean (N, Th*Da)."""
-        mu_chunk = self.policy.net(z, nobs)                                          # (N, Th*Da)
-        log_std = self.log_std(nobs)[:, self.exec].clamp(math.log(self.cfg.std_min), math.log(self.cfg.std_max))
+        mu_chunk = self.policy.net(z, c)                                              # (N, Th*Da)
+        log_std = self.log_std(c)[:, self.exec].clamp(math.log(self.cfg.std_min), math.log(self.cfg.std_max))
         return mu_chunk[:, self.exec], log_std.exp(), mu_chunk
 
     def log_prob(self, mu, std, na):
@@ -129,53 +143,61 @@ class DBPOAgent(nn.Module):
         logp = -0.5 * ((na - mu) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)   # (N, Ta*Da)
         return logp.clamp_min(self.cfg.logprob_min).mean(-1)
 
-    def reward_std(self, rewards):
-        """Fold a rollout's rewards into the running moments; return the running std."""
+    def observe_rewards(self, rewards):
+        """Fold a rollout's rewards into the running moments behind reward_std."""
         n, mean, var = self.reward_moments.tolist()
         r = rewards.double().flatten()
         m, total = len(r), n + len(r)
         delta = r.mean().item() - mean
         var = (n * var + m * r.var(unbiased=False).item() + delta ** 2 * n * m / total) / total  # parallel Welford
         self.reward_moments.copy_(torch.tensor([total, mean + delta * m / total, var]))
-        return math.sqrt(var) + 1e-8
 
-    def value(self, nobs):
-        """V(o) (N,) from normalized obs (N, To*Do)."""
+    @property
+    def reward_std(self):
+        """Std of every reward observed so far: rewards are divided by it."""
+        return math.sqrt(self.reward_moments[2].item()) + 1e-8
+
+    def _value(self, c):
         # Clamped input: min-max ranges from a few demos are narrow (block cos-yaw spans ~0.01),
-        # so a knocked-over block maps to |nobs| in the hundreds and the value would explode.
-        return self.critic(nobs.clamp(-NOBS_CLAMP, NOBS_CLAMP)).squeeze(-1)
+        # so a knocked-over block maps to |c| in the hundreds and the value would explode.
+        return self.critic(c.clamp(-NOBS_CLAMP, NOBS_CLAMP)).squeeze(-1)
+
+    @torch.no_grad()
+    def value(self, obs):
+        """V(o) (N,) of raw obs (N, To, Do), in scaled reward units."""
+        return self._value(self.condition(obs))
 
     @torch.no_grad()
     def act(self, obs, generator=None):
         """Rollout decision for raw obs (N, To, Do): draw z, sample a ~ N(mu, std), clip it to
         mu +- 3 std and to the action bounds. Returns raw actions (N, Ta, Da) as numpy and a
-        dict of what the buffer stores (nobs, z, na normalized, logprob, value)."""
+        dict of what the buffer stores (c, z, na normalized, logprob, value)."""
         p = self.policy
-        nobs = self.normalize_obs(obs)
-        N = len(nobs)
+        c = self.condition(obs)
+        N = len(c)
         z = torch.randn(N, p.horizon * p.action_dim, generator=generator)            # (N, L)
-        mu, std, _ = self.distribution(nobs, z)
+        mu, std, _ = self.distribution(c, z)
         na = mu + std * torch.randn(mu.shape, generator=generator)
         na = torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std)
         na = torch.minimum(torch.maximum(na, self.nact_low), self.nact_high)
-        actions = p.unnormalize_actions(na.reshape(N, self.Ta, p.action_dim))        # (N, Ta, Da)
-        step = dict(nobs=nobs, z=z, na=na, logprob=self.log_prob(mu, std, na), value=self.value(nobs))
+        actions = p.normalizer.unnormalize_actions(na.reshape(N, self.Ta, p.action_dim))   # (N, Ta, Da)
+        step = dict(c=c, z=z, na=na, logprob=self.log_prob(mu, std, na), value=self._value(c))
         return actions.numpy(), step
 
     def set_action_bounds(self, low, high):
         """Raw action bounds (Da,) of the env; sampled actions are clipped to them."""
         p = self.policy
         for buf, bound in ((self.nact_low, low), (self.nact_high, high)):
-            buf.copy_(p.normalize_actions(torch.as_tensor(bound, dtype=torch.float32)).repeat(self.Ta))
+            buf.copy_(p.normalizer.normalize_actions(torch.as_tensor(bound, dtype=torch.float32)).repeat(self.Ta))
 
-    def evaluate(self, nobs, z, na):
+    def recompute(self, c, z, na):
         """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,), anchor loss."""
-        mu, std, mu_chunk = self.distribution(nobs, z)
+        mu, std, mu_chunk = self.distribution(c, z)
         entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)
         with torch.no_grad():
-            mu_old = self.anchor(z, nobs)
+            mu_old = self.anchor(z, c)
         anchor = F.mse_loss(mu_chunk, mu_old)   # full chunk: keeps the unexecuted steps near stage 1 too
-        return self.log_prob(mu, std, na), entropy, self.value(nobs), anchor
+        return self.log_prob(mu, std, na), entropy, self._value(c), anchor
 
 
 # ----------------------------------------------------------------------------- rollout buffer
@@ -183,7 +205,7 @@ class RolloutBuffer:
     """T decisions from N envs: everything needed to recompute the likelihood (z included)."""
 
     def __init__(self, T, N, cond_dim, noise_dim, act_dim):
-        shapes = dict(nobs=(cond_dim,), z=(noise_dim,), na=(act_dim,), logprob=(), value=(), reward=(),
+        shapes = dict(c=(cond_dim,), z=(noise_dim,), na=(act_dim,), logprob=(), value=(), reward=(),
                       final_value=())
         self.data = {k: torch.zeros(T, N, *s) for k, s in shapes.items()}
         self.data.update(terminated=torch.zeros(T, N, dtype=torch.bool), truncated=torch.zeros(T, N, dtype=torch.bool))
@@ -206,7 +228,7 @@ class RolloutBuffer:
 # ----------------------------------------------------------------------------- PPO update
 def make_optimizers(agent, cfg, n_iterations):
     """AdamW for actor and critic, each with a cosine schedule over its own updates (the actor
-    sits out the critic warm-up). Returns (optimizers, schedulers) for update()."""
+    sits out the critic warm-up). Returns (optimizers, schedulers) for ppo_update()."""
     opts = [torch.optim.AdamW(agent.actor_parameters(), lr=cfg.actor_lr),
             torch.optim.AdamW(agent.critic.parameters(), lr=cfg.critic_lr)]
     cosine = lambda n: lambda it: 0.5 * (1 + math.cos(math.pi * min(1.0, it / max(1, n))))
@@ -214,22 +236,23 @@ def make_optimizers(agent, cfg, n_iterations):
     return opts, [torch.optim.lr_scheduler.LambdaLR(o, cosine(n)) for o, n in zip(opts, (n_actor, n_iterations))]
 
 
-def update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=False, generator=None):
+def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=False, generator=None):
     """One PPO update on a full buffer, then one step of the lr schedules. last_value (N,): V of
     the obs after the last decision; critic_only: warm-up, the actor stays put.
-    Returns the mean of each metric over the minibatches actually run."""
-    assert buffer.t == buffer.T, f"update needs a full buffer: {buffer.t} of {buffer.T} decisions stored"
+    Returns {key: value} for the keys of METRICS: means over the minibatches actually run."""
+    assert buffer.t == buffer.T, f"ppo_update needs a full buffer: {buffer.t} of {buffer.T} decisions stored"
     (actor_opt, critic_opt), B = optimizers, buffer.T * buffer.N
-    reward = buffer["reward"] / agent.reward_std(buffer["reward"])       # scale by the running reward std
+    agent.observe_rewards(buffer["reward"])
+    reward = buffer["reward"] / agent.reward_std                          # scale by the running reward std
     # the critic learns values of scaled rewards, so stored values are in scaled units already
     advantages, returns = gae(reward, buffer["value"], buffer["terminated"], buffer["truncated"],
                               buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
-    b = {k: buffer[k].reshape(B, *buffer[k].shape[2:]) for k in ("nobs", "z", "na", "logprob", "value")}
+    b = {k: buffer[k].reshape(B, *buffer[k].shape[2:]) for k in ("c", "z", "na", "logprob", "value")}
     b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
     stats, stop = [], False
     for _ in range(cfg.update_epochs):
         for mb in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
-            new_logprob, entropy, new_value, anchor = agent.evaluate(b["nobs"][mb], b["z"][mb], b["na"][mb])
+            new_logprob, entropy, new_value, anchor = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb])
             log_ratio = new_logprob - b["logprob"][mb]
             ratio = log_ratio.exp()
             with torch.no_grad():
@@ -250,8 +273,8 @@ def update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=F
             critic_opt.step()
             if not critic_only:
                 actor_opt.step()
-            stats.append(dict(policy=pg_loss.item(), value=v_loss.item(), anchor=anchor.item(),
-                              entropy=entropy.mean().item(), approx_kl=approx_kl.item(), clipfrac=clipfrac.item()))
+            stats.append([pg_loss.item(), v_loss.item(), anchor.item(), entropy.mean().item(), approx_kl.item(),
+                          clipfrac.item()])                                  # METRICS[:6]
             if not critic_only and approx_kl > cfg.target_kl:
                 stop = True   # the policy moved far enough for this rollout
                 break
@@ -260,11 +283,9 @@ def update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=F
     for sched, stepped in zip(schedulers, (not critic_only, True)):
         if stepped:
             sched.step()
-    out = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
     v, r = b["value"], b_returns
-    out["explained_variance"] = float(1 - (r - v).var() / r.var().clamp_min(1e-8))
-    out["minibatches"], out["early_stop"] = len(stats), stop
-    return out
+    explained_variance = float(1 - (r - v).var() / r.var().clamp_min(1e-8))
+    return dict(zip(METRICS, [*np.mean(stats, axis=0).tolist(), explained_variance, len(stats)]))
 
 
 # ----------------------------------------------------------------------------- demo
@@ -283,14 +304,14 @@ def bimodal_bandit(iterations=80, seed=0, target=0.6, cfg=None):
     cfg = cfg or DBPOConfig()
     agent = DBPOAgent(policy, cfg)
     n_envs, T = 64, 4
-    buffer = RolloutBuffer(T, n_envs, cond_dim=1, noise_dim=1, act_dim=1)
+    buffer = agent.make_buffer(T, n_envs)
     optimizers, schedulers = make_optimizers(agent, cfg, iterations)
-    no, zero = torch.ones(n_envs, dtype=torch.bool), torch.zeros(n_envs)
+    done, zero = torch.ones(n_envs, dtype=torch.bool), torch.zeros(n_envs)   # every episode is one decision
     for it in range(iterations):
         for _ in range(T):
             a, step = agent.act(torch.rand(n_envs, 1, 1) * 2 - 1)               # (N, Ta=1, Da=1)
-            buffer.add(**step, reward=reward(a[:, 0, 0]), terminated=no, truncated=~no, final_value=zero)
-        stats = update(agent, buffer, zero, optimizers, schedulers, cfg, critic_only=it < cfg.critic_warmup_iters)
+            buffer.add(**step, reward=reward(a[:, 0, 0]), terminated=done, truncated=~done, final_value=zero)
+        stats = ppo_update(agent, buffer, zero, optimizers, schedulers, cfg, critic_only=it < cfg.critic_warmup_iters)
         buffer.reset()
     return deployed(policy), deployed(agent.policy), stats
 

@@ -28,8 +28,10 @@ Run `python envs.py` for a quick demo (expert success and env steps/s per task).
 import argparse
 import math
 import os
+import signal
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -37,21 +39,7 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
-try:
-    from tqdm import tqdm
-except ImportError:  # progress bars are optional: a silent stand-in
-    class tqdm:
-        def __init__(self, iterable=None, **kwargs):
-            self.iterable = iterable
-
-        def __iter__(self):
-            return iter(self.iterable)
-
-        def update(self, n=1):
-            pass
-
-        def close(self):
-            pass
+from tqdm import tqdm
 
 
 TASKS = {"push": "DBPPush-v0", "lift": "DBPLift-v0", "bimanual": "DBPBimanual-v0"}
@@ -493,7 +481,7 @@ def eval_seed(seed, i):
 
 
 def expert_episode(env, reset_seed):
-    """One noisy expert rollout -> (obs (T, Do), actions (T, Da), last info, expert)."""
+    """One noisy expert rollout -> (obs (T, Do), actions (T, Da), last info)."""
     obs, _ = env.reset(seed=reset_seed)
     # The expert's generator must not replay the env's reset stream: a shared stream would
     # correlate the goal choice with the initial block position and leak the mode into obs.
@@ -504,24 +492,30 @@ def expert_episode(env, reset_seed):
         ep_act.append(expert.act(obs))
         obs, _, terminated, truncated, info = env.step(ep_act[-1])
         done = terminated or truncated
-    return np.stack(ep_obs), np.stack(ep_act), info, expert
+    return np.stack(ep_obs), np.stack(ep_act), info
 
 
 def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
     """Roll out the noisy expert until n_episodes successful episodes are collected (at
     most 2 * n_episodes tries) and save them to {cache_dir}/{short}_n{N}_s{seed}.npz.
-    Returns the path; an existing file is reused without regenerating."""
+    Returns the path. A readable cached file is reused; an unreadable one (say, truncated by
+    a crash) is moved aside to *.corrupt and regenerated."""
     short, _ = resolve_task(task)
     path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}.npz")
     if os.path.exists(path):
-        return path
+        try:
+            load_demos(path)
+            return path
+        except ValueError as e:
+            os.replace(path, path + ".corrupt")
+            print(f"warning: {e}; moved it to {path}.corrupt and regenerating")
     env = make_env(short)
     obs_eps, act_eps, modes = [], [], []
     bar = tqdm(total=n_episodes, desc=f"demos {short}", disable=not progress)
     for i in range(2 * n_episodes):
         if len(obs_eps) == n_episodes:
             break
-        ep_obs, ep_act, info, _ = expert_episode(env, demo_seed(seed, i))
+        ep_obs, ep_act, info = expert_episode(env, demo_seed(seed, i))
         if info["success"]:  # keep only successes: the policy imitates what works
             obs_eps.append(ep_obs)
             act_eps.append(ep_act)
@@ -550,8 +544,11 @@ def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
 
 def load_demos(path):
     """Load a demo .npz into a dict of arrays, checking keys, shapes and episode_ends."""
-    with np.load(path) as f:
-        data = {k: f[k] for k in f.files}
+    try:
+        with np.load(path) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # truncated or not an .npz
+        raise ValueError(f"demo file {path} is unreadable ({type(e).__name__}: {e})") from None
     missing = {"obs", "actions", "episode_ends", "modes"} - set(data)
     if missing:
         raise ValueError(f"{path}: missing arrays {sorted(missing)}")
@@ -566,37 +563,85 @@ def load_demos(path):
     return data
 
 
-# ----------------------------------------------------------------------------- evaluation
+def make_windows(demo, n_obs_steps, horizon):
+    """Every time step of every episode -> obs window (N, To, Do) and action chunk (N, Th, Da).
+    Windows start To-1 steps in the past; indices are clamped to the episode (edge padding)."""
+    starts = np.concatenate([[0], demo["episode_ends"][:-1]])
+    obs_idx, act_idx = [], []
+    for s, e in zip(starts, demo["episode_ends"]):
+        t = np.arange(s, e)[:, None]
+        obs_idx.append(np.clip(t + np.arange(-n_obs_steps + 1, 1), s, e - 1))
+        act_idx.append(np.clip(t + np.arange(-n_obs_steps + 1, horizon - n_obs_steps + 1), s, e - 1))
+    obs_idx, act_idx = np.concatenate(obs_idx), np.concatenate(act_idx)
+    return demo["obs"][obs_idx], demo["actions"][act_idx]
 
-def evaluate(task, act_fn, n_episodes=50, seed=0, n_obs_steps=2, n_action_steps=8, progress=False):
-    """Receding-horizon rollouts: act_fn(obs_hist (To, Do)) -> actions (>= n_action_steps, Da);
-    the first n_action_steps are executed, then act_fn is queried again. Episode i resets
-    with eval_seed(seed, i); the history at the start repeats the first observation."""
-    short, _ = resolve_task(task)
-    env = make_env(short)
-    u = env.unwrapped
+
+# ----------------------------------------------------------------------------- chunks and evaluation
+
+class ChunkEnv(gym.Wrapper):
+    """Receding-horizon view of a task: one step executes an action chunk (Ta, Da) step by step,
+    stopping where the episode ends; reward = their sum; observation = the last To observations
+    (To, Do), the first one repeated at reset. Evaluation and DBPO's rollouts both step it."""
+
+    def __init__(self, env, n_obs_steps, n_action_steps):
+        super().__init__(env)
+        self.To, space = n_obs_steps, env.observation_space
+        self.observation_space = gym.spaces.Box(np.stack([space.low] * n_obs_steps), np.stack([space.high] * n_obs_steps))
+        low, high = env.action_space.low, env.action_space.high
+        self.action_space = gym.spaces.Box(np.stack([low] * n_action_steps), np.stack([high] * n_action_steps))
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.hist, self.ret, self.length = [obs] * self.To, 0.0, 0
+        return np.stack(self.hist), {**info, "chunk_steps": 0}
+
+    def step(self, chunk):
+        total, n = 0.0, 0
+        for action in chunk:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            self.hist.append(obs)
+            total, n = total + reward, n + 1
+            if terminated or truncated:
+                break
+        self.hist = self.hist[-self.To:]
+        self.ret, self.length = self.ret + total, self.length + n
+        info = {**info, "chunk_steps": n, "episode_return": self.ret, "episode_length": self.length}
+        return np.stack(self.hist), total, terminated, truncated, info
+
+
+def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False):
+    """ChunkEnv of a task. worker=True: it runs in a vector-env worker process, which ignores
+    Ctrl-C (the signal goes to the whole process group; only the trainer handles it)."""
+    if worker:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return ChunkEnv(make_env(task), n_obs_steps, n_action_steps)
+
+
+
+def evaluate(task, policy, n_episodes=50, seed=0, progress=False):
+    """Seeded receding-horizon rollouts of any chunk policy: an object with n_obs_steps To,
+    n_action_steps Ta and predict_action(obs (1, To, Do)) -> chunk (1, Th, Da), of which steps
+    [To-1, To-1+Ta) are executed before it is queried again. Episode i resets with
+    eval_seed(seed, i). A policy that samples should draw from a seeded stream for repeatability."""
+    To, Ta = policy.n_obs_steps, policy.n_action_steps
+    env = make_chunk_env(task, To, Ta)
+    mode_names = env.unwrapped.mode_names
     n_success, returns, lengths = 0, [], []
-    mode_counts = {name: 0 for name in u.mode_names}
-    for i in tqdm(range(n_episodes), desc=f"eval {short}", disable=not progress):
+    mode_counts = {name: 0 for name in mode_names}
+    for i in tqdm(range(n_episodes), desc=f"eval {resolve_task(task)[0]}", disable=not progress):
         obs, info = env.reset(seed=eval_seed(seed, i))
-        hist = [obs] * n_obs_steps
-        ret, length, done = 0.0, 0, False
+        done = False
         while not done:
-            actions = np.asarray(act_fn(np.stack(hist[-n_obs_steps:])))  # (To, Do) -> (Th, Da)
-            assert actions.ndim == 2 and actions.shape[0] >= n_action_steps, \
-                f"act_fn must return (>= {n_action_steps}, Da) actions, got {actions.shape}"
-            for action in actions[:n_action_steps]:
-                obs, reward, terminated, truncated, info = env.step(action)
-                hist.append(obs)
-                ret, length = ret + reward, length + 1
-                done = terminated or truncated
-                if done:
-                    break
+            chunk = np.asarray(policy.predict_action(obs[None]))                # (1, Th, Da)
+            assert chunk.ndim == 3 and chunk.shape[1] >= To - 1 + Ta, \
+                f"predict_action must return (1, >= {To - 1 + Ta}, Da) chunks, got {chunk.shape}"
+            obs, _, terminated, truncated, info = env.step(chunk[0, To - 1:To - 1 + Ta])
+            done = terminated or truncated
         n_success += info["success"]
         if info["success"] and info["mode"] >= 0:
-            mode_counts[u.mode_names[info["mode"]]] += 1
-        returns.append(ret)
-        lengths.append(length)
+            mode_counts[mode_names[info["mode"]]] += 1
+        returns.append(info["episode_return"])
+        lengths.append(info["episode_length"])
     env.close()
     return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),
             "n_episodes": n_episodes, "n_success": int(n_success),
@@ -618,7 +663,7 @@ if __name__ == "__main__":
         episodes = [expert_episode(env, eval_seed(0, i)) for i in range(args.episodes)]
         n_steps = sum(len(obs) for obs, *_ in episodes)  # expert time included: it is negligible
         print(f"{TASKS[short]:15s} Do={env.observation_space.shape[0]:2d} Da={env.action_space.shape[0]} "
-              f"success {sum(info['success'] for _, _, info, _ in episodes)}/{args.episodes} "
+              f"success {sum(info['success'] for _, _, info in episodes)}/{args.episodes} "
               f"steps/ep {n_steps / args.episodes:.1f} env steps/s {n_steps / (time.perf_counter() - t0):.0f} "
-              f"final modes {[info['mode'] for _, _, info, _ in episodes]}")
+              f"final modes {[info['mode'] for _, _, info in episodes]}")
         env.close()

@@ -17,57 +17,65 @@ The deployment side of Gao et al. 2026 (arXiv 2604.03540; the paper: dual-arm UR
     python robot.py --dry-run --duration-s 5          # no policy: the arms hold position
     python robot.py --help                            # every flag, with its meaning
 """
-import argparse
-import dataclasses
 import gc
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 import dbp
 import envs
+from dbp import option
 
 TASK = "bimanual"
 OBS_DIM = len(envs.BimanualEnv.obs_names)       # Do = 14: ee0 xyz, gripper0, ee1 xyz, gripper1, bar ends
 N_ARMS = len(envs.BimanualEnv.ARM_BASES)
 ACTION_DIM = 4 * N_ARMS                          # Da = 8: per arm absolute EE target (x, y, z, g)
 POLICY_HZ = envs.SimConfig.control_hz            # the rate the policy was trained at
-STAGES = ("state_read", "inference", "command", "physics", "tick")
-
-
-def arg(default, help):
-    return field(default=default, metadata={"help": help})
+LATENCY_KEYS = ("state_read", "inference", "command", "physics", "tick")  # what the loop times
 
 
 @dataclass
-class RobotConfig:
-    ckpt: str = arg("", "checkpoint written by train.py (either stage) for the bimanual task")
-    backend: str = arg("sim", "'sim': the bimanual PyBullet task stepped in real time; 'ur': two UR arms "
-                       "through ur_rtde (untested on hardware; see URBackend in robot.py)")
-    hz: float = arg(100.0, f"control-loop rate (Hz). The policy was trained at {POLICY_HZ:g} Hz: the loop "
-                    f"interpolates linearly between its consecutive targets, hz/{POLICY_HZ:g} ticks per target")
-    duration_s: float = arg(60.0, "run time (s); the sim runs consecutive seeded episodes (each <= 6 s) in it")
-    dry_run: bool = arg(False, "no policy: hold the arms where they are (checks loop, safety and backend)")
-    stats_json: str = arg("", "write the latency/deadline/success statistics to this JSON file")
-    seed: int = arg(0, "episode i resets with envs.eval_seed(seed, i), as train.py's evaluation; seeds z too")
-    workspace_low_m: tuple = arg(tuple(round(float(v), 4) for v in envs.WS_LOW),
-                                 "EE targets are clipped into this box: its lower corner x y z (m, world frame)")
-    workspace_high_m: tuple = arg(tuple(round(float(v), 4) for v in envs.WS_HIGH), "upper corner x y z of the box (m)")
-    max_ee_speed_m_s: float = arg(0.5, "the EE target moves at most this fast: max step per tick = this / hz (m/s)")
-    joint_margin_rad: float = arg(0.02, "stop when a measured joint comes this close to its limit (rad)")
-    state_timeout_s: float = arg(0.05, "watchdog: stop when the robot state is older than this (s)")
-    max_overrun_streak: int = arg(10, "stop after this many consecutive missed deadlines")
-    spin_s: float = arg(0.001, "sleep until this long before each deadline, then spin (s; at most a quarter tick)")
-    torch_threads: int = arg(1, "torch intra-op threads for inference (1: no thread hand-offs, lowest jitter)")
-    rt_priority: int = arg(0, "run the loop thread SCHED_FIFO at this priority (1-99; needs root or "
-                           "CAP_SYS_NICE): other processes then cannot preempt a tick. 0: normal scheduling")
-    ur_ips: str = arg("", "--backend ur: IPs of the right (arm 0, -y) and left arm, comma-separated")
-    ur_gripper_pin: int = arg(0, "--backend ur: standard digital output that closes each arm's gripper")
+class RobotConfig(dbp.Config):
+    ckpt: str = option("", "checkpoint written by train.py (either stage) for the bimanual task")
+    backend: str = option("sim", "'sim': the bimanual PyBullet task stepped in real time; 'ur': two UR arms "
+                          "through ur_rtde (untested on hardware; see URBackend in robot.py)")
+    hz: float = option(100.0, f"control-loop rate (Hz). The policy was trained at {POLICY_HZ:g} Hz: the loop "
+                       f"interpolates linearly between its consecutive targets, hz/{POLICY_HZ:g} ticks per target",
+                       ge=POLICY_HZ, le=10_000.0)
+    duration_s: float = option(60.0, "run time (s); the sim runs consecutive seeded episodes (each <= 6 s) in it", gt=0.0)
+    dry_run: bool = option(False, "no policy: hold the arms where they are (checks loop, safety and backend)")
+    stats_json: str = option("", "write the latency/deadline/success statistics to this JSON file")
+    seed: int = option(0, "episode i resets with envs.eval_seed(seed, i), as train.py's evaluation; seeds z too",
+                       ge=0, le=99)
+    workspace_low_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_LOW),
+                                    "EE targets are clipped into this box: its lower corner x y z (m, world frame)")
+    workspace_high_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_HIGH), "upper corner x y z of the box (m)")
+    max_ee_speed_m_s: float = option(0.5, "the EE target moves at most this fast: max step per tick = this / hz (m/s)",
+                                     gt=0.0)
+    joint_margin_rad: float = option(0.02, "stop when a measured joint comes this close to its limit (rad)", ge=0.0)
+    state_timeout_s: float = option(0.05, "watchdog: stop when the robot state is older than this (s)", gt=0.0)
+    max_overrun_streak: int = option(10, "stop after this many consecutive missed deadlines", ge=1)
+    spin_s: float = option(0.001, "sleep until this long before each deadline, then spin (s; at most a quarter tick)",
+                           ge=0.0)
+    torch_threads: int = option(1, "torch intra-op threads for inference (1: no thread hand-offs, lowest jitter)", ge=1)
+    rt_priority: int = option(0, "run the loop thread SCHED_FIFO at this priority (1-99; needs root or "
+                              "CAP_SYS_NICE): other processes then cannot preempt a tick. 0: normal scheduling",
+                              ge=0, le=99)
+    ur_ips: str = option("", "--backend ur: IPs of the right (arm 0, -y) and left arm, comma-separated")
+    ur_gripper_pin: int = option(0, "--backend ur: standard digital output that closes each arm's gripper", ge=0, le=7)
+
+    def check(self):
+        super().check()
+        if self.backend not in ("sim", "ur"):
+            raise dbp.ConfigError("backend", self.backend, "must be 'sim' or 'ur'")
+        if not all(lo < hi for lo, hi in zip(self.workspace_low_m, self.workspace_high_m)):
+            raise dbp.ConfigError("workspace_high_m", self.workspace_high_m,
+                                  f"must be above workspace_low_m {self.workspace_low_m} on every axis")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -109,48 +117,6 @@ def load_policy(path):
     return dbp.DBPPolicy.from_checkpoint(ckpt, expect={"obs_dim": OBS_DIM, "action_dim": ACTION_DIM})
 
 
-class NumpyPolicy:
-    """DBPPolicy.predict_action with the same weights, in NumPy, for the real-time loop.
-    Why: inside the loop the code of each torch op is cold after 10 ms of other work and costs
-    ~50 us (measured on the development VM: torch.randn(1, 128) 2 us warm, 85 us cold), so the
-    ~45-op torch forward took 2.3 ms per inference against 0.6 ms back to back; a NumPy op pays
-    ~15 us cold. Same computation as dbp.DriftNet.forward (checked against it in the tests)."""
-
-    def __init__(self, policy):
-        self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
-        self.shape = (policy.horizon, policy.action_dim)
-        w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in policy.state_dict().items()}
-        lin = lambda name: (np.ascontiguousarray(w[f"{name}.weight"].T), w[f"{name}.bias"])  # x @ W.T + b
-        self.obs_center, self.obs_half_range = w["obs_center"], w["obs_half_range"]
-        self.act_center, self.act_half_range = w["act_center"], w["act_half_range"]
-        self.cond0, self.cond2, self.inp, self.out1 = lin("net.cond.0"), lin("net.cond.2"), lin("net.inp"), lin("net.out.1")
-        self.out_norm = (w["net.out.0.weight"], w["net.out.0.bias"])
-        self.blocks = [(lin(f"net.blocks.{i}.film"), lin(f"net.blocks.{i}.fc1"), lin(f"net.blocks.{i}.fc2"))
-                       for i in range(policy.config["n_blocks"])]
-        self.rng = np.random.default_rng(torch.initial_seed())
-
-    @staticmethod
-    def _norm(x):  # LayerNorm without affine, eps as torch's default
-        x = x - x.mean(-1, keepdims=True)
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
-
-    def predict_action(self, obs, noise=None):
-        """obs (B, To, Do) raw -> (B, Th, Da) raw, one network evaluation, z ~ N(0, I) unless given."""
-        silu = lambda x: x * 0.5 * (1.0 + np.tanh(0.5 * x))  # x * sigmoid(x), overflow-free
-        affine = lambda x, wb: x @ wb[0] + wb[1]
-        B = len(obs)
-        c = ((obs - self.obs_center) / self.obs_half_range).reshape(B, -1).astype(np.float32)  # (B, To*Do)
-        z = self.rng.standard_normal((B, self.shape[0] * self.shape[1]), np.float32) if noise is None \
-            else np.asarray(noise, np.float32).reshape(B, -1)                                  # (B, Th*Da)
-        e = affine(silu(affine(c, self.cond0)), self.cond2)
-        h = affine(np.concatenate([z, c], axis=-1), self.inp)
-        for film, fc1, fc2 in self.blocks:
-            gamma, beta = np.split(affine(e, film), 2, axis=-1)
-            h = h + affine(silu(affine(self._norm(h) * (1 + gamma) + beta, fc1)), fc2)
-        nact = affine(self._norm(h) * self.out_norm[0] + self.out_norm[1], self.out1)
-        return nact.reshape(B, *self.shape) * self.act_half_range + self.act_center
-
-
 # ----------------------------------------------------------------------------- safety layer
 class Safety:
     """Stands between policy and robot. Limits (clipped, counted): workspace box, EE step per
@@ -164,8 +130,13 @@ class Safety:
         self.max_step_m = cfg.max_ee_speed_m_s * dt_s
         self.joint_lo = np.asarray(joint_lower) + cfg.joint_margin_rad    # (N_ARMS, n_joints)
         self.joint_hi = np.asarray(joint_upper) - cfg.joint_margin_rad
+        self.clips = dict(workspace=0, gripper=0, step=0)  # ticks clipped, by limit, over the whole run
+        self.reset()
+
+    def reset(self):
+        """A new episode: the arms start anew, so no step limit from the last target, no overrun streak."""
         self.last = None            # last commanded target: the reference of the step limit
-        self.overrun_streak, self.clips = 0, dict(workspace=0, gripper=0, step=0)  # ticks clipped, by limit
+        self.overrun_streak = 0
 
     def check_state(self, state, now_s):
         if not all(np.isfinite(state[k]).all() for k in ("joint_pos", "ee_pos", "gripper", "obs") if state[k] is not None):
@@ -388,7 +359,7 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s):
                 if policy is None:
                     w_to = w_from                                  # dry run: hold
                 else:
-                    chunk = policy.predict_action(np.stack(hist)[None])[0, To - 1:To - 1 + Ta]  # (Ta, Da)
+                    chunk = policy.predict_action(np.stack(hist)[None])[0, policy.executed]  # (Ta, Da)
                     chunk_j0, w_to = j, chunk[0].reshape(N_ARMS, 4)
                     lat["inference"].append(time.monotonic() - t_d)
             # ---- absolute deadlines: tick k must end by t0 + (k + 1) dt
@@ -420,7 +391,7 @@ def run(cfg, robot, policy=None):
     if policy is not None:  # warm up: the first calls allocate
         for _ in range(20):
             policy.predict_action(np.zeros((1, policy.n_obs_steps, OBS_DIM), np.float32))
-    lat = {s: [] for s in STAGES}
+    lat = {s: [] for s in LATENCY_KEYS}
     totals = dict(ticks=0, missed=0, skipped=0)
     safety = Safety(cfg, 1.0 / cfg.hz, robot.joint_lower, robot.joint_upper)
     outcomes, fault, reset_s, load_start = [], None, 0.0, os.getloadavg()[0]
@@ -434,7 +405,7 @@ def run(cfg, robot, policy=None):
             t_s = time.monotonic()
             robot.reset(envs.eval_seed(cfg.seed, len(outcomes)))   # between episodes: off the clock
             reset_s += time.monotonic() - t_s
-            safety.last, safety.overrun_streak = None, 0   # the arms start anew: no step limit from the last episode
+            safety.reset()
             outcome, fault = run_episode(cfg, robot, policy, safety, lat, totals, t_end_s)
             outcomes.append(outcome)
             if outcome == "unfinished":                     # the run's time is up
@@ -454,7 +425,7 @@ def run(cfg, robot, policy=None):
         ticks=totals["ticks"], deadline_misses=totals["missed"], ticks_skipped=totals["skipped"],
         deadline_met_fraction=1 - (totals["missed"] + totals["skipped"]) / max(1, totals["ticks"] + totals["skipped"]),
         achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - reset_s),
-        latency_ms={s: _percentiles(lat[s]) for s in STAGES}, inference_calls=len(lat["inference"]),
+        latency_ms={s: _percentiles(lat[s]) for s in LATENCY_KEYS}, inference_calls=len(lat["inference"]),
         safety_clips=safety.clips, fault=fault,
         episodes=n_done, successes=n_success, success_rate=n_success / n_done if n_done else None,
         ci95=envs.wilson_interval(n_success, n_done), episodes_unfinished=len(outcomes) - n_done,
@@ -464,20 +435,6 @@ def run(cfg, robot, policy=None):
 
 
 # ----------------------------------------------------------------------------- CLI
-def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS)  # only flags given end up in the namespace
-    for f in dataclasses.fields(RobotConfig):
-        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
-        if f.type is bool:
-            p.add_argument(flag, action="store_true", help=help)
-        elif f.type is tuple:
-            p.add_argument(flag, type=float, nargs=len(f.default), metavar=("X", "Y", "Z"), help=f"{help} (default: {f.default})")
-        else:
-            p.add_argument(flag, type=f.type, metavar=f.name.upper(), help=f"{help} (default: {f.default!r})")
-    return p
-
-
 def print_stats(st):
     print(f"{st['backend']} at {st['hz']:g} Hz for {st['duration_s']} s: achieved {st['achieved_hz']:.1f} Hz, deadlines met "
           f"{st['deadline_met_fraction']:.4f} ({st['deadline_misses']} missed, {st['ticks_skipped']} skipped, "
@@ -493,11 +450,8 @@ def print_stats(st):
 
 
 def main(argv=None):
-    cfg = RobotConfig(**vars(build_parser().parse_args(sys.argv[1:] if argv is None else argv)))
-    if cfg.backend not in ("sim", "ur"):
-        sys.exit(f"error: --backend must be 'sim' or 'ur', got {cfg.backend!r}")
-    if cfg.hz < POLICY_HZ:
-        sys.exit(f"error: --hz must be >= the policy rate {POLICY_HZ:g} Hz, got {cfg.hz:g}")
+    parser = dbp.add_config_args(dbp.Parser(__doc__), RobotConfig)
+    cfg = dbp.build_config(RobotConfig, vars(parser.parse_args(sys.argv[1:] if argv is None else argv)))
     policy = None
     if not cfg.dry_run:  # check the checkpoint before any arm moves
         if not cfg.ckpt:
@@ -506,7 +460,7 @@ def main(argv=None):
             sys.exit("error: the policy observes the bar, which the ur backend cannot sense: use --dry-run, "
                      "or call robot.run(cfg, URBackend(cfg, object_obs=...), policy) from your code")
         try:
-            policy = NumpyPolicy(load_policy(cfg.ckpt))
+            policy = dbp.NumpyPolicy(load_policy(cfg.ckpt))
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
     try:

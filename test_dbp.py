@@ -5,6 +5,7 @@
 import csv
 import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -59,11 +60,11 @@ def test_drift_loss_rejects_bad_shapes():
 def test_neighbor_positives_weights_self_first_and_far_neighbours_down():
     data = torch.tensor([[0.0], [0.01], [0.02], [1.0]]).reshape(4, 1, 1)      # (N, To, Do)
     acts = torch.arange(4.0).reshape(4, 1, 1)                                 # (N, Th, Da)
-    pos, w = dbp.neighbor_positives(data, data, acts, k=4)
+    pos, w = dbp.neighbor_positives(data, data, acts, k=4, bandwidth=0.02)
     assert pos.shape == (4, 4, 1, 1) and w.shape == (4, 4)
     assert torch.equal(pos[:, 0], acts) and torch.all(w[:, 0] == 1)        # own chunk, full weight
     assert w[0, 1] > 0.8 and w[0, 3] < 1e-6                                  # near ~1, far ~0
-    _, w_plain = dbp.neighbor_positives(data, data, acts, k=4, bandwidth=None)
+    _, w_plain = dbp.neighbor_positives(data, data, acts, k=4, bandwidth=math.inf)
     assert torch.all(w_plain == 1)
 
 
@@ -71,18 +72,20 @@ def test_neighbor_positives_weights_self_first_and_far_neighbours_down():
 def _train_toy(obs, actions, mode, steps, k=16):
     """mode: 'k1' (paper), 'knn' (unweighted), 'weighted' (our default) or 'mse' (regression)."""
     torch.manual_seed(0)
-    policy = dbp.DBPPolicy(obs_dim=1, action_dim=1, horizon=1, hidden_dim=64, n_blocks=2)
-    policy.fit_normalizer(obs, actions)
-    nobs = policy.normalize_obs(obs)
+    cfg = dbp.DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=64, n_blocks=2, k=k,
+                        bandwidth=math.inf if mode == "knn" else 0.02)
+    policy = dbp.DBPPolicy(obs_dim=1, action_dim=1, cfg=cfg)
+    policy.normalizer.fit(obs, actions)
+    nobs = policy.normalizer.normalize_obs(obs)
     pos = w = None
     if mode in ("knn", "weighted"):
-        pos, w = dbp.neighbor_positives(nobs, nobs, actions, k, **({} if mode == "weighted" else {"bandwidth": None}))
+        pos, w = policy.positives(obs, actions)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     for _ in range(steps):
         i = torch.randint(0, len(obs), (64,))
         if mode == "mse":  # plain regression of the chunk: the same network fed z = 0
             pred = policy.net(torch.zeros(64, 1), nobs[i].reshape(64, 1))
-            loss = torch.nn.functional.mse_loss(pred, policy.normalize_actions(actions[i]).reshape(64, 1))
+            loss = torch.nn.functional.mse_loss(pred, policy.normalizer.normalize_actions(actions[i]).reshape(64, 1))
         else:
             loss, _ = policy.compute_loss(obs[i], actions[i], None if pos is None else pos[i], None if w is None else w[i])
         opt.zero_grad()
@@ -100,8 +103,8 @@ def test_bimodal_toy_neighbor_positives_keep_both_modes_and_regression_averages(
     up, down, middle = (a > 0.4).float().mean(), (a < -0.4).float().mean(), (a.abs() < 0.4).float().mean()
     assert up > 0.35 and down > 0.35 and middle < 0.1, (up, down, middle)
     policy = _train_toy(obs, actions, "mse", 300)
-    nq = policy.normalize_obs(q).reshape(-1, 1)
-    a_mse = policy.unnormalize_actions(policy.net(torch.zeros(len(q), 1), nq).reshape(-1, 1, 1)).flatten()
+    nq = policy.normalizer.normalize_obs(q).reshape(-1, 1)
+    a_mse = policy.normalizer.unnormalize_actions(policy.net(torch.zeros(len(q), 1), nq).reshape(-1, 1, 1)).flatten()
     assert (a_mse.abs() < 0.4).float().mean() > 0.9                    # regression sits in the empty middle
 
 
@@ -121,8 +124,9 @@ def test_sparse_unimodal_toy_weighting_keeps_the_precision_plain_knn_loses():
 # ----------------------------------------------------------------------------- policy API
 def _tiny_policy(**kw):
     torch.manual_seed(0)
-    policy = dbp.DBPPolicy(obs_dim=3, action_dim=2, horizon=4, n_obs_steps=2, hidden_dim=32, n_blocks=1, **kw)
-    policy.fit_normalizer(torch.rand(50, 2, 3) * 5, torch.rand(50, 4, 2) - 3)
+    cfg = dbp.DBPConfig(horizon=4, n_obs_steps=2, n_action_steps=3, hidden_dim=32, n_blocks=1, **kw)
+    policy = dbp.DBPPolicy(obs_dim=3, action_dim=2, cfg=cfg)
+    policy.normalizer.fit(torch.rand(50, 2, 3) * 5, torch.rand(50, 4, 2) - 3)
     return policy
 
 
@@ -144,7 +148,7 @@ def test_predict_action_is_one_network_evaluation_and_unnormalized():
     (lambda p: p.compute_loss(torch.rand(4, 2, 3), torch.rand(4, 5, 2)), r"actions must be shaped \(4, 4, 2\)"),
     (lambda p: p.compute_loss(torch.rand(4, 2, 3), torch.rand(4, 4, 2), torch.rand(4, 3, 4, 2), torch.rand(4, 2)),
      "pos_weights"),
-    (lambda p: p.fit_normalizer(torch.rand(10, 2, 4), torch.rand(10, 4, 2)), "last dim 3"),
+    (lambda p: p.normalizer.fit(torch.rand(10, 2, 4), torch.rand(10, 4, 2)), "last dim 3"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -164,6 +168,11 @@ def test_checkpoint_round_trip_and_mismatch_errors(tmp_path):
     ckpt["config"]["hidden_dim"] = 64                                   # config no longer fits weights
     with pytest.raises(ValueError, match="do not match"):
         dbp.DBPPolicy.from_checkpoint(ckpt)
+    for config, message in ((dict(ckpt["config"], extra=1), "unknown field 'extra'"),
+                            ({k: v for k, v in ckpt["config"].items() if k != "k"}, "lacks field 'k'"),
+                            (dict(ckpt["config"], horizon=0), "horizon = 0: must be >= 1")):
+        with pytest.raises(ValueError, match=message):                  # strict: each field named
+            dbp.DBPPolicy.from_checkpoint(dict(ckpt, config=config))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         dbp.load_checkpoint(str(tmp_path / "junk.pt"))
@@ -290,9 +299,22 @@ def test_unknown_task_is_a_clear_error():
         envs.make_env("nope")
 
 
+class HoldPolicy:
+    """Any object with predict_action, n_obs_steps and n_action_steps is a policy for envs.evaluate."""
+    n_obs_steps, n_action_steps = 2, 3
+
+    def __init__(self):
+        self.obs_shapes = []
+
+    def predict_action(self, obs):
+        self.obs_shapes.append(obs.shape)
+        return np.tile([0.5, 0.0, 0.2, 0.0], (1, 8, 1)).astype(np.float32)     # (1, Th, Da)
+
+
 def test_evaluate_reports_interval_and_modes():
-    hold = lambda hist: np.tile([0.5, 0.0, 0.2, 0.0], (8, 1)).astype(np.float32)
-    r = envs.evaluate("push", hold, n_episodes=2, seed=0)
+    policy = HoldPolicy()
+    r = envs.evaluate("push", policy, n_episodes=2, seed=0)
+    assert set(policy.obs_shapes) == {(1, 2, 9)} and len(policy.obs_shapes) == 2 * 20  # 60 steps, Ta = 3
     assert r["n_success"] == 0 and r["success_rate"] == 0 and r["mode_fractions"] == {"left": 0.0, "right": 0.0}
     assert r["ci95"][0] == 0 and 0.5 < r["ci95"][1] < 0.9
     lo, hi = envs.wilson_interval(19, 20)
@@ -488,7 +510,7 @@ def test_an_exception_still_stops_both_arms():
 
 class StepPolicy:
     """Stub policy: chunk c holds the targets of policy steps c*Ta .. c*Ta+Ta-1, arm 0 moving +1 mm in x per step."""
-    n_obs_steps, n_action_steps, horizon = 2, 2, 3
+    n_obs_steps, n_action_steps, horizon, executed = 2, 2, 3, slice(1, 3)
 
     def __init__(self):
         self.obs_shapes = []
@@ -504,7 +526,7 @@ class StepPolicy:
 def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
     cfg = robot.RobotConfig(hz=20.0)                                   # 2 ticks per policy step
     arms, policy, counts = FakeArms(spoil=None, after=10 ** 9), StepPolicy(), dict(ticks=0, missed=0, skipped=0)
-    lat = {s: [] for s in robot.STAGES}
+    lat = {s: [] for s in robot.LATENCY_KEYS}
     safety = robot.Safety(cfg, 1 / cfg.hz, arms.joint_lower, arms.joint_upper)
     outcome, fault = robot.run_episode(cfg, arms, policy, safety, lat, counts, robot.time.monotonic() + 0.49)
     assert outcome == "unfinished" and fault is None and counts["skipped"] == 0
@@ -517,11 +539,10 @@ def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    policy = dbp.DBPPolicy(obs_dim=14, action_dim=8, horizon=16, n_obs_steps=2, n_action_steps=8,
-                           hidden_dim=32, n_blocks=1)
+    policy = dbp.DBPPolicy(14, 8, dbp.DBPConfig(horizon=16, n_obs_steps=2, n_action_steps=8, hidden_dim=32, n_blocks=1))
     home = np.array([0.5, -0.15, 0.2, 0.04, 0.5, 0.15, 0.2, 0.04, 0.5, -0.18, 0.02, 0.5, 0.18, 0.02])
     act = np.array([0.5, -0.15, 0.15, 0.0, 0.5, 0.15, 0.15, 0.0])
-    policy.fit_normalizer(home + 0.02 * torch.randn(64, 2, 14).numpy(), act + 0.02 * torch.randn(64, 16, 8).numpy())
+    policy.normalizer.fit(home + 0.02 * torch.randn(64, 2, 14).numpy(), act + 0.02 * torch.randn(64, 16, 8).numpy())
     path = str(tmp_path_factory.mktemp("ckpt") / "ckpt.pt")
     dbp.save_checkpoint(path, policy, task="bimanual")
     return path
@@ -550,7 +571,7 @@ def test_dry_run_holds_without_a_policy(tmp_path):
 
 # ----------------------------------------------------------------------------- checkpoints
 def _save(path, task, obs_dim, action_dim):
-    policy = dbp.DBPPolicy(obs_dim=obs_dim, action_dim=action_dim, horizon=4, n_obs_steps=2, hidden_dim=16, n_blocks=1)
+    policy = dbp.DBPPolicy(obs_dim, action_dim, dbp.DBPConfig(horizon=4, n_obs_steps=2, hidden_dim=16, n_blocks=1))
     dbp.save_checkpoint(path, policy, **({} if task is None else {"task": task}))
     return path
 
@@ -616,15 +637,15 @@ def test_bench_cli_errors_are_clear(tmp_path):
         assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
-def test_numpy_inference_path_of_the_robot_loop_equals_the_torch_policy():
+def test_numpy_forward_pass_equals_the_torch_policy():
     torch.manual_seed(0)
-    policy = dbp.DBPPolicy(obs_dim=14, action_dim=8, horizon=16, n_obs_steps=2, n_action_steps=8, hidden_dim=32, n_blocks=2)
-    policy.fit_normalizer(torch.rand(50, 2, 14), torch.rand(50, 16, 8))
+    policy = dbp.DBPPolicy(14, 8, dbp.DBPConfig(horizon=16, n_obs_steps=2, n_action_steps=8, hidden_dim=32, n_blocks=2))
+    policy.normalizer.fit(torch.rand(50, 2, 14), torch.rand(50, 16, 8))
     with torch.no_grad():  # move every weight off its init so the check covers all of them
         for p in policy.parameters():
             p.add_(0.1 * torch.randn_like(p))
     obs, z = np.random.rand(3, 2, 14).astype(np.float32), np.random.randn(3, 16, 8).astype(np.float32)
-    fast = robot.NumpyPolicy(policy)
+    fast = dbp.NumpyPolicy(policy)
     assert np.allclose(fast.predict_action(obs, z), policy.predict_action(obs, z), atol=1e-5)
     assert fast.predict_action(obs).shape == (3, 16, 8) and (fast.n_obs_steps, fast.n_action_steps) == (2, 8)
 
@@ -633,8 +654,8 @@ def test_numpy_inference_path_of_the_robot_loop_equals_the_torch_policy():
 def _agent(seed=0, **cfg):
     """A DBPO agent around a randomly perturbed stage-1 policy (To=2, Th=6, Ta=3, Da=2)."""
     torch.manual_seed(seed)
-    policy = dbp.DBPPolicy(obs_dim=3, action_dim=2, horizon=6, n_obs_steps=2, n_action_steps=3, hidden_dim=32, n_blocks=1)
-    policy.fit_normalizer(torch.rand(50, 2, 3) * 4, torch.rand(50, 6, 2) - 0.5)
+    policy = dbp.DBPPolicy(3, 2, dbp.DBPConfig(horizon=6, n_obs_steps=2, n_action_steps=3, hidden_dim=32, n_blocks=1))
+    policy.normalizer.fit(torch.rand(50, 2, 3) * 4, torch.rand(50, 6, 2) - 0.5)
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -642,7 +663,7 @@ def _agent(seed=0, **cfg):
 
 
 def _rollout(agent, T=4, N=5):
-    buffer = dbpo.RolloutBuffer(T, N, cond_dim=6, noise_dim=12, act_dim=6)
+    buffer = agent.make_buffer(T, N)
     for t in range(T):
         actions, step = agent.act(torch.rand(N, 2, 3) * 4)
         assert actions.shape == (N, 3, 2)
@@ -655,12 +676,12 @@ def _rollout(agent, T=4, N=5):
 def test_dbpo_logprobs_recomputed_from_the_stored_z_reproduce_the_rollout():
     agent = _agent()
     b = _rollout(agent)
-    nobs, z, na = (b[k].flatten(0, 1) for k in ("nobs", "z", "na"))
-    logprob, entropy, value, anchor = agent.evaluate(nobs, z, na)
+    c, z, na = (b[k].flatten(0, 1) for k in ("c", "z", "na"))
+    logprob, entropy, value, anchor = agent.recompute(c, z, na)
     assert torch.allclose(logprob, b["logprob"].flatten(), atol=1e-6) and torch.allclose(value, b["value"].flatten(), atol=1e-6)
-    other, *_ = agent.evaluate(nobs, torch.randn_like(z), na)               # z matters: a fresh z changes them
+    other, *_ = agent.recompute(c, torch.randn_like(z), na)                 # z matters: a fresh z changes them
     assert (other - logprob).abs().max() > 0.1
-    mu, std, _ = agent.distribution(nobs, z)                               # sampled within mu +- 3 std
+    mu, std, _ = agent.distribution(c, z)                                  # sampled within mu +- 3 std
     assert ((na - mu).abs() <= 3 * std + 1e-6).all() and torch.allclose(std, torch.full_like(std, 0.03))
 
 
@@ -669,14 +690,15 @@ def test_dbpo_first_update_has_ratio_one_and_zero_anchor_then_moves_the_actor():
     before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
     buffer = _rollout(agent)
     optimizers, schedulers = dbpo.make_optimizers(agent, agent.cfg, 10)
-    stats = dbpo.update(agent, buffer, torch.zeros(5), optimizers, schedulers, agent.cfg)
-    assert stats["minibatches"] == 1 and stats["approx_kl"] == 0 and stats["clipfrac"] == 0 and stats["anchor"] == 0
+    stats = dbpo.ppo_update(agent, buffer, torch.zeros(5), optimizers, schedulers, agent.cfg)
+    assert list(stats) == list(dbpo.METRICS) and stats["charts/minibatches"] == 1
+    assert stats["losses/approx_kl"] == 0 and stats["losses/clipfrac"] == 0 and stats["losses/anchor"] == 0
     assert any(not torch.equal(before[k], v) for k, v in agent.policy.state_dict().items())
     assert all(not p.requires_grad for p in agent.anchor.parameters())
     critic_only = _agent(critic_warmup_iters=1)                             # warm-up: the actor stays put
     before = {k: v.clone() for k, v in critic_only.policy.state_dict().items()}
-    dbpo.update(critic_only, _rollout(critic_only), torch.zeros(5), *dbpo.make_optimizers(critic_only, critic_only.cfg, 10),
-                critic_only.cfg, critic_only=True)
+    dbpo.ppo_update(critic_only, _rollout(critic_only), torch.zeros(5), *dbpo.make_optimizers(critic_only, critic_only.cfg, 10),
+                    critic_only.cfg, critic_only=True)
     assert all(torch.equal(before[k], v) for k, v in critic_only.policy.state_dict().items())
 
 
@@ -707,10 +729,11 @@ def test_gae_matches_a_plain_reference_loop_with_termination_and_truncation():
 def test_dbpo_deployed_action_is_the_mean_of_the_generator():
     agent = _agent()
     obs, z = torch.rand(4, 2, 3) * 4, torch.randn(4, 6, 2)
-    mu, _, mu_chunk = agent.distribution(agent.normalize_obs(obs), z.reshape(4, -1))
+    mu, _, mu_chunk = agent.distribution(agent.condition(obs), z.reshape(4, -1))
     deployed = agent.policy.predict_action(obs, noise=z)                   # (B, Th, Da): one pass, no std
-    assert torch.allclose(deployed, agent.policy.unnormalize_actions(mu_chunk.reshape(4, 6, 2)), atol=1e-6)
-    assert torch.allclose(deployed[:, 1:4].reshape(4, -1), agent.policy.unnormalize_actions(mu.reshape(4, 3, 2)).reshape(4, -1), atol=1e-6)
+    unnormalize = agent.policy.normalizer.unnormalize_actions
+    assert torch.allclose(deployed, unnormalize(mu_chunk.reshape(4, 6, 2)), atol=1e-6)
+    assert torch.allclose(deployed[:, agent.policy.executed], unnormalize(mu.reshape(4, 3, 2)), atol=1e-6)
 
 
 def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions():
