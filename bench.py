@@ -64,7 +64,7 @@ QUICK = dict(tasks="push", demos=20, steps=300, eval_episodes=5, latency_calls=5
 
 
 def parse(argv):
-    given = vars(dbp.add_config_args(dbp.Parser(__doc__), BenchConfig).parse_args(argv))
+    given = vars(dbp.add_config_args(dbp.make_parser(__doc__), BenchConfig).parse_args(argv))
     return dbp.build_config(BenchConfig, {**(QUICK if given.get("quick") else {}), **given})
 
 

@@ -5,8 +5,7 @@ Gao et al. 2026, "Drift-Based Policy Optimization" (arXiv 2604.03540), built on 
 z to an action chunk in ONE forward pass. Training attracts generated chunks to demonstrated
 ones and repels them from each other (the drift field V); the network regresses onto its own
 drifted samples (stop-gradient). "eq. (N)" in comments refers to ALGORITHM.md of this
-repository, which writes the method out in full; the comments here say enough to read the
-code without it.
+repository (the method in full); the comments here suffice to read the code without it.
 
 This file stands alone (torch, numpy, stdlib): copy it into your codebase and use
     policy = DBPPolicy(obs_dim, action_dim, DBPConfig(horizon=16, n_obs_steps=2))
@@ -85,19 +84,16 @@ class Config:
                     raise ConfigError(f.name, value, _range_rule(f.metadata))
         self.check()
 
-    def check(self):
+    def check(self):  # cross-field rules of a subclass
         pass
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage dump) and that only keeps the flags given."""
-
-    def __init__(self, description):
-        super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                         argument_default=argparse.SUPPRESS)
-
-    def error(self, message):
-        sys.exit(f"error: {message} (--help lists every flag)")
+def make_parser(description):
+    """argparse whose errors are one line (no usage dump) and that keeps only the flags given."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     argument_default=argparse.SUPPRESS)
+    parser.error = lambda message: sys.exit(f"error: {message} (--help lists every flag)")
+    return parser
 
 
 def add_config_args(parser, cls):
@@ -147,11 +143,6 @@ class DBPConfig(Config):
                               f"{self.n_obs_steps - 1 + self.n_action_steps}")
 
 
-def fields_of(cls, cfg):
-    """The values of cls's fields taken from cfg (e.g. the DBPConfig inside a stage config)."""
-    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
-
-
 # ----------------------------------------------------------------------------- drift field
 # The algorithm (ALGORITHM.md section 1). Everything but the final MSE is computed without
 # gradient: the target is stopgrad(x + V).
@@ -160,7 +151,7 @@ def fields_of(cls, cfg):
 def _drift_target(x, pos, pos_weights, temperatures):
     """Drifted target for detached samples x (B, G, L) and positives pos (B, K, L).
 
-    Returns (target, unit, raw_rms): target (B, G, L) in scaled units (vectors / unit), the
+    Returns (target, unit, force_rms): target (B, G, L) in scaled units (vectors / unit), the
     scale `unit` (a scalar tensor), and the raw RMS of each temperature's force, for logging.
     """
     B, G, L = x.shape
@@ -173,7 +164,7 @@ def _drift_target(x, pos, pos_weights, temperatures):
     eye = torch.arange(G, device=x.device)
     nd[:, eye, eye] += SELF_MASK                            # mask self-pairs
     V = torch.zeros_like(nx)
-    raw_rms = []
+    force_rms = []
     for tau in temperatures:
         logits = -nd / tau                                  # kernel exp(-d / tau), eq. (1)
         # doubly normalized affinity: geometric mean of the softmax over targets and over samples, eq. (2)
@@ -185,30 +176,26 @@ def _drift_target(x, pos, pos_weights, temperatures):
         # eq. (3): F_i = sum_k A+_ik S-_i (y_k - x_i) - sum_j A-_ij S+_i (x_j - x_i); the x_i terms cancel
         force = (A_pos * S_neg) @ nY[:, G:] - (A_neg * S_pos) @ nx    # (B, G, L)
         rms = force.pow(2).mean().sqrt()
-        raw_rms.append(rms)
+        force_rms.append(rms)
         V += force / rms.clamp_min(1e-12)                   # unit RMS per temperature
-    return nx + V, unit, raw_rms
+    return nx + V, unit, force_rms
 
 
 def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES):
     """Drifting loss, eq. (4): MSE between generated samples and their drifted, detached targets.
 
     gen (B, G, L) carries gradient; pos (B, K, L) are positives (data); pos_weights (B, K)
-    scales how much each positive attracts (None = all 1). Returns a scalar. Its value stays
-    near a constant however good the fit: log the force RMS (DBPPolicy.compute_loss) instead.
+    scales how much each positive attracts (None = all 1). Returns (loss, force_rms): the loss
+    value stays near a constant however good the fit, so log force_rms (one per temperature).
     """
-    return _drift_loss(gen, pos, pos_weights, temperatures)[0]
-
-
-def _drift_loss(gen, pos, pos_weights, temperatures):
     if gen.dim() != 3 or pos.dim() != 3 or gen.shape[0] != pos.shape[0] or gen.shape[2] != pos.shape[2]:
         raise ValueError(f"drift_loss expects gen (B, G, L) and pos (B, K, L); got {tuple(gen.shape)} and {tuple(pos.shape)}")
     if pos_weights is None:
         pos_weights = torch.ones(pos.shape[:2], dtype=pos.dtype, device=pos.device)
     if pos_weights.shape != pos.shape[:2]:
         raise ValueError(f"pos_weights must be (B, K) = {tuple(pos.shape[:2])}; got {tuple(pos_weights.shape)}")
-    target, unit, raw_rms = _drift_target(gen.detach(), pos, pos_weights, temperatures)
-    return F.mse_loss(gen / unit, target), raw_rms
+    target, unit, force_rms = _drift_target(gen.detach(), pos, pos_weights, temperatures)
+    return F.mse_loss(gen / unit, target), force_rms
 
 
 # ----------------------------------------------------------------------------- positives
@@ -220,11 +207,11 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     data_actions (N, Th, Da). Returns pos_actions (B, k, Th, Da) and pos_weights (B, k).
     Weights are a Gaussian kernel on the distance beyond the nearest neighbour's, with width
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
-    always counts 1, neighbours in the same situation ~1, neighbours in a different situation
-    ~0. bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    When it helps, when it hurts: on multimodal data where each observation was demonstrated
-    once, neighbours show the other modes; on dense precise data they blur the target
-    (ALGORITHM.md section 1: on a 21-dim pushing task, 0.82 success at k=1, 0.56 at k=16).
+    always counts 1, neighbours in the same situation ~1, in a different situation ~0.
+    bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
+    Measured (ALGORITHM.md section 1): it keeps the modes, as k=1 does; on a sparse precise toy
+    (64 samples) it was more precise than k=1 (mean error 0.049 vs 0.083); on dense precise data
+    it costs precision (a 21-dim pushing task, ~14k windows: success 0.82 at k=1, 0.56 at k=16).
     """
     query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
@@ -258,8 +245,7 @@ def check_shape(name, x, shape, device=None):
 
 
 class Normalizer(nn.Module):
-    """Min-max normalization of observations and actions to [-1, 1], per dimension (the paper's).
-    The statistics are buffers, saved with the weights of the policy that holds it."""
+    """Min-max normalization of obs and actions to [-1, 1] per dimension; buffers, saved with the weights."""
 
     def __init__(self, obs_dim, action_dim):
         super().__init__()
@@ -342,11 +328,9 @@ class DriftNet(nn.Module):
 
 
 class NumpyPolicy:
-    """DBPPolicy.predict_action with the same weights in NumPy: DriftNet.forward, op for op
-    (the tests check the two agree to 1e-5). For real-time loops (robot.py): there, the code of
-    each torch op is cold after 10 ms of other work and costs ~50 us (measured on the
-    development VM: torch.randn(1, 128) 2 us warm, 85 us cold), so the ~45-op torch forward took
-    2.3 ms per inference against 0.6 ms back to back; a NumPy op pays ~15 us cold."""
+    """DBPPolicy.predict_action with the same weights in NumPy, DriftNet.forward op for op (tested
+    equal to 1e-5), for real-time loops: between ticks torch ops go cold (~50 us each; the torch
+    forward took 2.3 ms in robot.py's loop against 0.6 ms back to back), a NumPy op ~15 us."""
 
     def __init__(self, policy):
         self.n_obs_steps, self.n_action_steps, self.executed = policy.n_obs_steps, policy.n_action_steps, policy.executed
@@ -396,14 +380,15 @@ class DBPPolicy(nn.Module):
         super().__init__()
         if min(obs_dim, action_dim) < 1:
             raise ValueError(f"obs_dim and action_dim must be >= 1; got {obs_dim}, {action_dim}")
-        self.cfg, self.obs_dim, self.action_dim = fields_of(DBPConfig, cfg), obs_dim, action_dim
+        # cfg may be a stage config that inherits DBPConfig: keep the policy's fields only
+        self.cfg = DBPConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DBPConfig)})
+        self.obs_dim, self.action_dim = obs_dim, action_dim
         self.horizon, self.n_obs_steps, self.n_action_steps = cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps
         self.normalizer = Normalizer(obs_dim, action_dim)
         self.net = DriftNet(cfg.horizon * action_dim, cfg.n_obs_steps * obs_dim, cfg.hidden_dim, cfg.n_blocks)
 
     @property
-    def config(self):
-        """Everything needed to rebuild the policy, as plain values (saved in checkpoints)."""
+    def config(self):  # everything needed to rebuild the policy, as plain values (saved in checkpoints)
         return dict(obs_dim=self.obs_dim, action_dim=self.action_dim, **dataclasses.asdict(self.cfg))
 
     @property
@@ -412,8 +397,7 @@ class DBPPolicy(nn.Module):
         return slice(self.n_obs_steps - 1, self.n_obs_steps - 1 + self.n_action_steps)
 
     @property
-    def info_keys(self):
-        """Keys of compute_loss's info: the raw force RMS per temperature."""
+    def info_keys(self):  # of compute_loss's info: the raw force RMS per temperature
         return [f"force_rms/tau{tau:g}" for tau in self.cfg.temperatures]
 
     # --- training
@@ -440,8 +424,8 @@ class DBPPolicy(nn.Module):
         z = torch.randn(B, G, Th * Da, device=device)                                 # (B, G, L)
         ngen = self.net(z, nobs)                                                      # (B, G, L)
         npos = self.normalizer.normalize_actions(pos_actions).reshape(B, -1, Th * Da)  # (B, K, L)
-        loss, raw_rms = _drift_loss(ngen, npos, pos_weights, self.cfg.temperatures)
-        return loss, {key: r.item() for key, r in zip(self.info_keys, raw_rms)}
+        loss, force_rms = drift_loss(ngen, npos, pos_weights, self.cfg.temperatures)
+        return loss, {key: r.item() for key, r in zip(self.info_keys, force_rms)}
 
     # --- inference: exactly one network evaluation
     @torch.inference_mode()
@@ -556,12 +540,11 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     policy = DBPPolicy(obs_dim=12, action_dim=4).eval()
     o = np.zeros((1, 2, 12), np.float32)
-    for _ in range(50):
-        policy.predict_action(o)
     times = []
-    for _ in range(500):
+    for _ in range(550):
         t = time.perf_counter()
         policy.predict_action(o)
         times.append(time.perf_counter() - t)
+    times = times[50:]  # the first calls warm up
     print(f"predict_action batch 1, default net ({sum(p.numel() for p in policy.parameters())} params, 1 thread): "
           f"median {np.median(times) * 1e3:.3f} ms, p99 {np.percentile(times, 99) * 1e3:.3f} ms")

@@ -5,7 +5,7 @@ The actor's mean mu_theta(o, z) is a trainable copy of the stage-1 generator; a 
 gives a state-dependent std that does not see z, so pi(a | o, z) = N(mu_theta(o, z), sigma^2)
 has an exact likelihood once z is stored with the decision. PPO updates the generator
 through that Gaussian; an anchor loss keeps it near the frozen stage-1 copy. Deployment
-stays one deterministic pass: the std head is dropped and policy.predict_action is used.
+stays one pass (eq. 16): the std head is dropped and policy.predict_action is used.
 
 This file needs torch, numpy and dbp.py only:
     agent = DBPOAgent(stage1_policy, DBPOConfig())
@@ -42,7 +42,7 @@ class DBPOConfig(dbp.Config):
     gamma: float = option(0.99, "discount per decision (one decision = Ta env steps)", ge=0.0, le=1.0)
     gae_lambda: float = option(0.95, "GAE lambda", ge=0.0, le=1.0)
     clip_coef: float = option(0.02, "PPO clip on the per-dimension ratio", gt=0.0)
-    logprob_min: float = option(-2.0, "per-dimension log-probs are clamped below at this value", le=0.0)
+    logprob_min: float = option(-2.0, "per-dimension log-probs are clamped below at this value", lt=0.0)
     vf_coef: float = option(0.5, "value-loss coefficient", gt=0.0)
     ent_coef: float = option(0.01, "entropy-bonus coefficient", ge=0.0)
     anchor_coef: float = option(1.0, "anchor coefficient: MSE(mu_theta(o, z), mu_old(o, z)), normalized actions", ge=0.0)
@@ -61,13 +61,14 @@ class DBPOConfig(dbp.Config):
     def check(self):
         super().check()
         if not self.std_min <= self.std_init <= self.std_max:
-            raise dbp.ConfigError("std_init", self.std_init, f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")
+            raise dbp.ConfigError("std_init", self.std_init,
+                                  f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")
 
 
 # ----------------------------------------------------------------------------- advantages
 @torch.no_grad()
 def gae(rewards, values, terminated, truncated, final_values, last_value, gamma, lam):
-    """Generalized advantage estimation over a rollout of T decisions from N envs.
+    """Generalized advantage estimation, eq. (9), over a rollout of T decisions from N envs.
 
     rewards, values, terminated, truncated, final_values: (T, N); last_value (N,) is V of the
     observation after the last decision. Where an episode ended at t, the next value is 0 if
@@ -133,13 +134,13 @@ class DBPOAgent(nn.Module):
         return p.normalizer.normalize_obs(obs).flatten(1)
 
     def distribution(self, c, z):
-        """Mean of the executed steps (N, Ta*Da), its std, and the full-chunk mean (N, Th*Da)."""
+        """Mean of the executed steps (N, Ta*Da), its std (eq. 5), and the full-chunk mean (N, Th*Da)."""
         mu_chunk = self.policy.net(z, c)                                              # (N, Th*Da)
         log_std = self.log_std(c)[:, self.exec].clamp(math.log(self.cfg.std_min), math.log(self.cfg.std_max))
         return mu_chunk[:, self.exec], log_std.exp(), mu_chunk
 
     def log_prob(self, mu, std, na):
-        """Gaussian log-density per dimension, clamped below, averaged over the Ta*Da dims."""
+        """Gaussian log-density per dimension, clamped below, averaged over the Ta*Da dims (eq. 6)."""
         logp = -0.5 * ((na - mu) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)   # (N, Ta*Da)
         return logp.clamp_min(self.cfg.logprob_min).mean(-1)
 
@@ -170,7 +171,7 @@ class DBPOAgent(nn.Module):
     @torch.no_grad()
     def act(self, obs, generator=None):
         """Rollout decision for raw obs (N, To, Do): draw z, sample a ~ N(mu, std), clip it to
-        mu +- 3 std and to the action bounds. Returns raw actions (N, Ta, Da) as numpy and a
+        mu +- 3 std and to the action bounds (eq. 7). Returns raw actions (N, Ta, Da) as numpy and a
         dict of what the buffer stores (c, z, na normalized, logprob, value)."""
         p = self.policy
         c = self.condition(obs)
@@ -193,10 +194,10 @@ class DBPOAgent(nn.Module):
     def recompute(self, c, z, na):
         """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,), anchor loss."""
         mu, std, mu_chunk = self.distribution(c, z)
-        entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)
+        entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)          # eq. (13)
         with torch.no_grad():
             mu_old = self.anchor(z, c)
-        anchor = F.mse_loss(mu_chunk, mu_old)   # full chunk: keeps the unexecuted steps near stage 1 too
+        anchor = F.mse_loss(mu_chunk, mu_old)   # eq. (14), full chunk: keeps the unexecuted steps near stage 1 too
         return self.log_prob(mu, std, na), entropy, self._value(c), anchor
 
 
@@ -243,7 +244,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
     assert buffer.t == buffer.T, f"ppo_update needs a full buffer: {buffer.t} of {buffer.T} decisions stored"
     (actor_opt, critic_opt), B = optimizers, buffer.T * buffer.N
     agent.observe_rewards(buffer["reward"])
-    reward = buffer["reward"] / agent.reward_std                          # scale by the running reward std
+    reward = buffer["reward"] / agent.reward_std                          # eq. (8), by the running reward std
     # the critic learns values of scaled rewards, so stored values are in scaled units already
     advantages, returns = gae(reward, buffer["value"], buffer["terminated"], buffer["truncated"],
                               buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
@@ -253,17 +254,17 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
     for _ in range(cfg.update_epochs):
         for mb in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
             new_logprob, entropy, new_value, anchor = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb])
-            log_ratio = new_logprob - b["logprob"][mb]
+            log_ratio = new_logprob - b["logprob"][mb]                   # eq. (10), same stored z
             ratio = log_ratio.exp()
             with torch.no_grad():
                 approx_kl = ((ratio - 1) - log_ratio).mean()
                 clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
             mb_adv = b_advantages[mb]
             mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)   # per-minibatch normalization
-            pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-            v_loss = F.mse_loss(new_value, b_returns[mb])
+            pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()  # (11)
+            v_loss = F.mse_loss(new_value, b_returns[mb])                                                      # (12)
             loss = cfg.vf_coef * v_loss
-            if not critic_only:
+            if not critic_only:                                                                   # eq. (15)
                 loss = loss + pg_loss - cfg.ent_coef * entropy.mean() + cfg.anchor_coef * anchor
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)

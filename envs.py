@@ -1,28 +1,11 @@
 """PyBullet tasks, scripted experts, demonstrations and evaluation for Drift-Based Policy.
 
-Three Franka Panda tasks with the gymnasium API (registered on import):
-  DBPPush-v0       (short name "push", the default) one arm pushes a block diagonally into
-                   EITHER of two goal regions (front left/right); the expert picks one 50/50
-                   per episode. The mean of the two pushes, straight ahead, drives the block
-                   into a fixed pocket it can't be pushed out of: averaging the modes fails.
-  DBPLift-v0       ("lift") one arm grasps a block and lifts it above 10 cm.
-  DBPBimanual-v0   ("bimanual") two arms side by side grasp the two ends of a long bar
-                   and lift it together; success needs both grippers on the bar.
-
-Actions are absolute end-effector (EE) position targets plus gripper per arm,
-(x, y, z, g) with g in [0, 1] (0 open, 1 closed): Da = 4 per arm. The EE points down with
-a fixed yaw; targets are clipped to the workspace box (= action_space bounds) and to at
-most `max_ee_step_m` from the current EE, then turned into joint targets by PyBullet IK.
-Control runs at 10 Hz (one env step = 0.1 s of physics). Grasps are purely physical
-(finger/object friction), there is no grasp-assist constraint.
-Observations are low-dim float32 vectors, named in `env.unwrapped.obs_names`.
-
-Demos: `collect_demos` -> .npz with obs (T, Do), actions (T, Da), episode_ends (E,)
-(exclusive cumulative ends, as in Diffusion Policy's replay buffer) and modes (E,).
-Seeds: demo episode i uses reset seed 1_000_000 + seed*10_000 + i, evaluation episode i
-uses seed*10_000 + i, so demos and evaluation never share an initial state.
-
-Run `python envs.py` for a quick demo (expert success and env steps/s per task).
+Franka Panda gymnasium tasks (TASKS, registered on import): push (a block into EITHER of two goal regions, 50/50 per
+expert episode; their mean, straight ahead, ends in a pocket: averaging the modes fails), lift (a block above 10 cm),
+bimanual (two arms lift a bar by its ends). Actions: per arm an absolute end-effector (EE) target and a gripper command,
+(x, y, z, g) with g in [0, 1] (0 open), clipped to the workspace (= action_space) and to `max_ee_step_m` from the EE,
+then PyBullet IK at 10 Hz; grasps are purely physical. Observations: low-dim float32, named in obs_names.
+Seeds: demo episode i resets with demo_seed(seed, i), evaluation episode i with eval_seed(seed, i): never the same.
 """
 
 import argparse
@@ -38,12 +21,9 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 import pybullet_data
-
 from tqdm import tqdm
 
-
-TASKS = {"push": "DBPPush-v0", "lift": "DBPLift-v0", "bimanual": "DBPBimanual-v0"}
-DEFAULT_TASK = "push"
+TASKS, DEFAULT_TASK = {"push": "DBPPush-v0", "lift": "DBPLift-v0", "bimanual": "DBPBimanual-v0"}, "push"
 
 
 @dataclass
@@ -59,12 +39,10 @@ class SimConfig:
 
 
 # Workspace of every arm, world frame (m): x forward, y left, z up; table top at z = 0.
-WS_LOW = np.array([0.30, -0.30, 0.005], dtype=np.float32)
-WS_HIGH = np.array([0.70, 0.30, 0.30], dtype=np.float32)
+WS_LOW, WS_HIGH = np.array([0.30, -0.30, 0.005], dtype=np.float32), np.array([0.70, 0.30, 0.30], dtype=np.float32)
 PANDA_REST = [0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]  # elbow-up, hand down
 EE_LINK, FINGERS, ARM_JOINTS = 11, (9, 10), list(range(7))
-MAX_OPENING = 0.08  # both fingers fully open (m)
-FINGER_SPEED = 0.1  # max speed of each finger (m/s)
+MAX_OPENING, FINGER_SPEED = 0.08, 0.1  # both fingers fully open (m), max speed of each finger (m/s)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -86,16 +64,13 @@ def wilson_interval(k, n, z=1.96):
     """Wilson score interval [lo, hi] for k successes out of n trials."""
     if n == 0:
         return [0.0, 1.0]
-    phat = k / n
-    denom = 1 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    phat, denom = k / n, 1 + z * z / n
+    centre, half = (phat + z * z / (2 * n)) / denom, z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _clip_norm(v, max_norm):
-    n = np.linalg.norm(v)
-    return v if n <= max_norm else v * (max_norm / n)
+    return v if (n := np.linalg.norm(v)) <= max_norm else v * (max_norm / n)
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -108,21 +83,17 @@ class Panda:
         self.body = p.loadURDF("franka_panda/panda.urdf", base_pos, useFixedBase=True, physicsClientId=cid)
         self.ee_orn = p.getQuaternionFromEuler([math.pi, 0.0, ee_yaw])  # hand pointing down
         info = [p.getJointInfo(self.body, j, physicsClientId=cid) for j in ARM_JOINTS]
-        self.lower, self.upper = [i[8] for i in info], [i[9] for i in info]
-        self.ranges = [u - l for l, u in zip(self.lower, self.upper)]
+        self.lower, self.upper, self.ranges = [i[8] for i in info], [i[9] for i in info], [i[9] - i[8] for i in info]
 
     def ik(self, target):
-        q = p.calculateInverseKinematics(
+        return list(p.calculateInverseKinematics(
             self.body, EE_LINK, target, self.ee_orn, self.lower, self.upper, self.ranges, PANDA_REST,
-            maxNumIterations=self.ik_iterations, physicsClientId=self.cid)
-        return list(q[:7])
+            maxNumIterations=self.ik_iterations, physicsClientId=self.cid)[:7])
 
     def reset(self, ee_pos):
         """Teleport to the joint configuration that puts the EE at ee_pos, gripper open."""
-        for j, q in zip(ARM_JOINTS, PANDA_REST):
-            p.resetJointState(self.body, j, q, physicsClientId=self.cid)
-        for _ in range(5):  # IK is iterative from the current state: re-seed a few times
-            for j, q in zip(ARM_JOINTS, self.ik(ee_pos)):
+        for i in range(6):  # rest pose, then IK 5 times: IK is iterative from the current state, re-seed it
+            for j, q in zip(ARM_JOINTS, self.ik(ee_pos) if i else PANDA_REST):
                 p.resetJointState(self.body, j, q, physicsClientId=self.cid)
         for j in FINGERS:
             p.resetJointState(self.body, j, MAX_OPENING / 2, physicsClientId=self.cid)
@@ -136,11 +107,7 @@ class Panda:
                                     force=finger_force, maxVelocity=FINGER_SPEED, physicsClientId=self.cid)
 
     def ee_pos(self):
-        return np.array(p.getLinkState(self.body, EE_LINK, computeForwardKinematics=True,
-                                       physicsClientId=self.cid)[4])
-
-    def joint_pos(self):
-        return np.array([s[0] for s in p.getJointStates(self.body, ARM_JOINTS, physicsClientId=self.cid)])
+        return np.array(p.getLinkState(self.body, EE_LINK, computeForwardKinematics=True, physicsClientId=self.cid)[4])
 
     def opening(self):
         return sum(s[0] for s in p.getJointStates(self.body, list(FINGERS), physicsClientId=self.cid))
@@ -150,45 +117,32 @@ class Panda:
 
 
 class PandaTableEnv(gym.Env):
-    """Shared plumbing: table, arms, clipped IK control at control_hz, render, seeding.
-
-    Subclasses define ARM_BASES, HOMES, EE_YAW, _reset_objects (creates the objects), _object_obs,
-    obs_names, n_modes/mode_names and score -> (reward, success, mode).
-    """
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-    ARM_BASES = [(0.0, 0.0, 0.0)]   # world position of each Panda base
-    HOMES = [(0.50, 0.0, 0.20)]      # EE position of each arm at reset
-    EE_YAW = 0.0                     # hand yaw; fingers close along world y at 0
-    n_modes, mode_names = 0, []
+    """Table, arms, clipped IK control, render, seeding; subclasses define the objects, obs_names, modes and score."""
+    metadata, n_modes, mode_names = {"render_modes": ["rgb_array"], "render_fps": 10}, 0, []
+    ARM_BASES, HOMES = [(0.0, 0.0, 0.0)], [(0.50, 0.0, 0.20)]  # world position of each Panda base, its EE at reset
+    EE_YAW = 0.0  # hand yaw; fingers close along world y at 0
 
     def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
         assert render_mode in (None, "rgb_array"), f"render_mode must be None or 'rgb_array', got {render_mode!r}"
-        self.render_mode, self.cfg = render_mode, cfg
-        self.n_arms = len(self.ARM_BASES)
-        self.cid = p.connect(p.DIRECT)
-        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.cid)
-        p.setGravity(0, 0, -9.81, physicsClientId=self.cid)
+        self.render_mode, self.cfg, self.n_arms = render_mode, cfg, len(self.ARM_BASES)
+        self.cid = cid = p.connect(p.DIRECT)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
+        p.setGravity(0, 0, -9.81, physicsClientId=cid)
         self.n_substeps = round(cfg.physics_hz / cfg.control_hz)
         p.setPhysicsEngineParameter(fixedTimeStep=1.0 / cfg.physics_hz, numSolverIterations=cfg.solver_iterations,
-                                    deterministicOverlappingPairs=1, physicsClientId=self.cid)
+                                    deterministicOverlappingPairs=1, physicsClientId=cid)
         # A thin box as table top: cheaper than loading a table mesh.
-        table = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.01], physicsClientId=self.cid)
-        table_vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.01], rgbaColor=[0.8, 0.75, 0.65, 1],
-                                        physicsClientId=self.cid)
-        self.table = p.createMultiBody(0, table, table_vis, [0.5, 0.0, -0.01], physicsClientId=self.cid)
-        self.arms = [Panda(self.cid, base, self.EE_YAW, cfg.ik_iterations) for base in self.ARM_BASES]
+        box = dict(shapeType=p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.01], physicsClientId=cid)
+        shapes = p.createCollisionShape(**box), p.createVisualShape(**box, rgbaColor=[0.8, 0.75, 0.65, 1])
+        self.table = p.createMultiBody(0, *shapes, [0.5, 0.0, -0.01], physicsClientId=cid)
+        self.arms = [Panda(cid, base, self.EE_YAW, cfg.ik_iterations) for base in self.ARM_BASES]
         self.objects, self._shapes = [], {}  # bodies re-created at every reset, their shapes
-
-        ws_lo = np.concatenate([WS_LOW, [0.0]]).astype(np.float32)
-        ws_hi = np.concatenate([WS_HIGH, [1.0]]).astype(np.float32)
-        self.action_space = gym.spaces.Box(np.tile(ws_lo, self.n_arms), np.tile(ws_hi, self.n_arms), dtype=np.float32)
+        lo, hi = (np.tile(np.append(ws, g).astype(np.float32), self.n_arms) for ws, g in ((WS_LOW, 0), (WS_HIGH, 1)))
+        self.action_space = gym.spaces.Box(lo, hi, dtype=np.float32)
         # Bounds: positions within 5 m, gripper opening 0..0.1 m, sin/cos in [-1, 1].
-        obs_lo = np.array([0.0 if n.startswith("gripper") else -1.0 if "_yaw" in n else -5.0 for n in self.obs_names])
-        obs_hi = np.array([0.1 if n.startswith("gripper") else 1.0 if "_yaw" in n else 5.0 for n in self.obs_names])
-        self.observation_space = gym.spaces.Box(obs_lo.astype(np.float32), obs_hi.astype(np.float32), dtype=np.float32)
+        lo, hi = zip(*[(0, 0.1) if n.startswith("gripper") else (-1, 1) if "_yaw" in n else (-5, 5) for n in self.obs_names])
+        self.observation_space = gym.spaces.Box(np.array(lo, np.float32), np.array(hi, np.float32), dtype=np.float32)
 
-    # ---- gymnasium API
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         # Objects are re-created rather than moved: PyBullet keeps contact caches of moved
@@ -199,24 +153,21 @@ class PandaTableEnv(gym.Env):
         for arm, home in zip(self.arms, self.HOMES):
             arm.reset(home)
         self._reset_objects(self.np_random)
-        obs = self.get_obs()
-        return obs, {"success": False, "mode": -1}
+        return self.get_obs(), {"success": False, "mode": -1}
 
     def step(self, action):
         self.apply_action(action)
         self.step_physics(self.n_substeps)
-        obs = self.get_obs()
-        reward, success, mode = self.score()
+        obs, (reward, success, mode) = self.get_obs(), self.score()
         return obs, float(reward), bool(success), False, {"success": bool(success), "mode": int(mode)}
 
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        h, w = self.cfg.image_hw
-        view = p.computeViewMatrixFromYawPitchRoll([0.45, 0.0, 0.05], 0.85, 90.0, -40.0, 0.0, 2,
-                                                   physicsClientId=self.cid)
-        proj = p.computeProjectionMatrixFOV(50.0, w / h, 0.05, 5.0, physicsClientId=self.cid)
-        img = p.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER, physicsClientId=self.cid)[2]
+        (h, w), cid = self.cfg.image_hw, self.cid
+        view = p.computeViewMatrixFromYawPitchRoll([0.45, 0.0, 0.05], 0.85, 90.0, -40.0, 0.0, 2, physicsClientId=cid)
+        proj = p.computeProjectionMatrixFOV(50.0, w / h, 0.05, 5.0, physicsClientId=cid)
+        img = p.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER, physicsClientId=cid)[2]
         return np.asarray(img, dtype=np.uint8).reshape(h, w, 4)[:, :, :3].copy()
 
     def close(self):
@@ -226,13 +177,10 @@ class PandaTableEnv(gym.Env):
 
     # ---- real-time control (robot.py): step = apply_action + step_physics(n_substeps)
     def apply_action(self, action):
-        """Set the motor targets for action (n_arms * 4,) without advancing physics; targets
-        are clipped to the workspace and to max_ee_step_m from the current EE."""
-        action = np.asarray(action, dtype=np.float64).reshape(self.n_arms, 4)
-        for arm, a in zip(self.arms, action):
+        """Set motor targets for action (n_arms * 4,), clipped to the workspace and max_ee_step_m; no physics step."""
+        for arm, a in zip(self.arms, np.asarray(action, dtype=np.float64).reshape(self.n_arms, 4)):
             ee = arm.ee_pos()
-            target = np.clip(a[:3], WS_LOW, WS_HIGH)
-            target = ee + _clip_norm(target - ee, self.cfg.max_ee_step_m)  # keeps contacts gentle
+            target = ee + _clip_norm(np.clip(a[:3], WS_LOW, WS_HIGH) - ee, self.cfg.max_ee_step_m)  # gentle contacts
             arm.command(target, float(np.clip(a[3], 0.0, 1.0)), self.cfg.finger_force_n)
 
     def step_physics(self, n_substeps):
@@ -240,26 +188,23 @@ class PandaTableEnv(gym.Env):
         for _ in range(n_substeps):
             p.stepSimulation(physicsClientId=self.cid)
 
-    # ---- shared helpers
     def arm_state(self):
-        """Per-arm state for a real-time controller: a list of n_arms dicts with
-        joint_pos (7,), ee_pos (3,) in metres (world frame), gripper (opening in metres, 0..0.08)."""
-        return [{"joint_pos": a.joint_pos(), "ee_pos": a.ee_pos(), "gripper": float(a.opening())} for a in self.arms]
+        """Per arm, for a real-time controller: joint_pos (7,), ee_pos (3,) (m, world), gripper (opening, m)."""
+        return [{"joint_pos": np.array([s[0] for s in p.getJointStates(a.body, ARM_JOINTS, physicsClientId=self.cid)]),
+                 "ee_pos": a.ee_pos(), "gripper": float(a.opening())} for a in self.arms]
 
     def get_obs(self):
         """Observation (Do,) of the current state, as reset and step return it."""
-        arm_obs = [np.concatenate([a.ee_pos(), [a.opening()]]) for a in self.arms]
-        obs = np.concatenate(arm_obs + [self._object_obs()]).astype(np.float32)
-        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+        obs = np.concatenate([np.concatenate([a.ee_pos(), [a.opening()]]) for a in self.arms] + [self._object_obs()])
+        return np.clip(obs.astype(np.float32), self.observation_space.low, self.observation_space.high)
 
     def _box(self, half, mass, rgba, pos, yaw):
-        key = (tuple(half), tuple(rgba))
+        key, cid = (tuple(half), tuple(rgba)), self.cid
         if key not in self._shapes:  # shapes outlive bodies: create them once, not every reset
-            self._shapes[key] = (
-                p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=self.cid),
-                p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=rgba, physicsClientId=self.cid))
-        body = p.createMultiBody(mass, *self._shapes[key], pos, p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=self.cid)
-        p.changeDynamics(body, -1, lateralFriction=self.cfg.friction, physicsClientId=self.cid)
+            self._shapes[key] = (p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=cid),
+                                 p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=rgba, physicsClientId=cid))
+        body = p.createMultiBody(mass, *self._shapes[key], pos, p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=cid)
+        p.changeDynamics(body, -1, lateralFriction=self.cfg.friction, physicsClientId=cid)
         self.objects.append(body)
         return body
 
@@ -271,18 +216,10 @@ class PandaTableEnv(gym.Env):
 # ----------------------------------------------------------------------------- tasks
 
 class BlockEnv(PandaTableEnv):
-    """One arm and one 4 cm cube placed near (0.5, 0) with random offset and yaw.
-
-    obs (9,): ee_x, ee_y, ee_z, gripper, block_x, block_y, block_z, block_sin_yaw, block_cos_yaw.
-    """
-
-    BLOCK_CENTRE = (0.5, 0.0)  # mean initial xy (m)
-    BLOCK_HALF = 0.02    # cube half size (m)
-    BLOCK_MASS = 0.1     # kg
-    BLOCK_RANGE = 0.02   # initial xy offset drawn from U(-range, range) (m)
-    BLOCK_YAW = 0.3      # initial yaw drawn from U(-yaw, yaw) (rad)
-    obs_names = ["ee_x", "ee_y", "ee_z", "gripper", "block_x", "block_y", "block_z",
-                 "block_sin_yaw", "block_cos_yaw"]
+    """One arm and one 4 cm cube placed near (0.5, 0) with random offset and yaw; obs (9,) as in obs_names."""
+    BLOCK_CENTRE, BLOCK_HALF, BLOCK_MASS = (0.5, 0.0), 0.02, 0.1  # mean initial xy (m), cube half size (m), kg
+    BLOCK_RANGE, BLOCK_YAW = 0.02, 0.3  # initial xy offset ~ U(-range, range) (m), yaw ~ U(-yaw, yaw) (rad)
+    obs_names = ["ee_x", "ee_y", "ee_z", "gripper", "block_x", "block_y", "block_z", "block_sin_yaw", "block_cos_yaw"]
 
     def _reset_objects(self, rng):
         xy = np.array(self.BLOCK_CENTRE) + rng.uniform(-self.BLOCK_RANGE, self.BLOCK_RANGE, size=2)
@@ -291,25 +228,17 @@ class BlockEnv(PandaTableEnv):
 
     def _object_obs(self):
         pos, orn = self._pose(self.block)
-        yaw = p.getEulerFromQuaternion(orn)[2]
-        return np.concatenate([pos, [math.sin(yaw), math.cos(yaw)]])
+        return np.concatenate([pos, [math.sin(yaw := p.getEulerFromQuaternion(orn)[2]), math.cos(yaw)]])
 
 
 class PushEnv(BlockEnv):
-    """Push the block from near (0.40, 0) into either goal region, left (+y) or right (-y), 56 deg
-    off straight ahead. Straight ahead, the mean of the two routes, a static pocket catches the
-    block for good. Goals and pocket are fixed (not in obs): nothing tells which goal comes."""
-
-    BLOCK_CENTRE, BLOCK_RANGE = (0.40, 0.0), 0.01    # mean initial block xy, offset range (m): nearly
-                                                     # symmetric starts, so the state hides the mode
-    GOALS = np.array([[0.50, 0.15], [0.50, -0.15]])  # goal centres (m), index = mode
-    GOAL_RADIUS = 0.045                              # block centre inside -> success (m)
-    # Pocket open towards the block, walls (centre xy, half sizes) in m: inside 6 cm wide, 6.5 cm
-    # deep, 3.5 cm high (the hand passes over it); a block pushed in can only be pushed deeper.
+    """Push the block to the left (+y) or right (-y) goal, 56 deg off straight ahead; a pocket dead ahead traps it."""
+    BLOCK_CENTRE, BLOCK_RANGE = (0.40, 0.0), 0.01  # nearly symmetric starts (m), so the state hides the mode
+    GOALS, GOAL_RADIUS = np.array([[0.50, 0.15], [0.50, -0.15]]), 0.045  # fixed, not in obs (m; index = mode), radius
+    # Pocket walls (centre xy, half sizes; m), inside 6 x 6.5 x 3.5 cm: the hand passes over, a block only goes deeper.
     POCKET = [((0.555, 0.0), (0.005, 0.04, 0.0175)),
               ((0.5175, 0.035), (0.0325, 0.005, 0.0175)), ((0.5175, -0.035), (0.0325, 0.005, 0.0175))]
-    HOMES = [(0.37, 0.0, 0.10)]                      # EE starts behind the block, in line with the pocket
-    n_modes, mode_names = 2, ["left", "right"]
+    HOMES, n_modes, mode_names = [(0.37, 0.0, 0.10)], 2, ["left", "right"]  # EE behind the block, in line with pocket
 
     def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
         super().__init__(render_mode, cfg)
@@ -327,38 +256,26 @@ class PushEnv(BlockEnv):
         pos, _ = self._pose(self.block)
         d_goal = np.linalg.norm(self.GOALS - pos[:2], axis=1)
         success = d_goal.min() < self.GOAL_RADIUS
-        mode = int(d_goal.argmin()) if success else -1
         reward = -d_goal.min() - 0.5 * np.linalg.norm(self.arms[0].ee_pos() - pos) + 10.0 * success
-        return reward, success, mode
+        return reward, success, int(d_goal.argmin()) if success else -1
 
 
 class LiftEnv(BlockEnv):
     """Grasp the block (random position within +-3 cm) and lift its centre above 10 cm."""
-
-    BLOCK_MASS, BLOCK_RANGE, BLOCK_YAW = 0.05, 0.03, 0.15  # fixed-yaw fingers slip on a block turned more
-    LIFT_Z = 0.10
+    BLOCK_MASS, BLOCK_RANGE, BLOCK_YAW, LIFT_Z = 0.05, 0.03, 0.15, 0.10  # fixed-yaw fingers slip on a block turned more
 
     def score(self):
         pos, _ = self._pose(self.block)
         success = pos[2] > self.LIFT_Z
-        reward = (-np.linalg.norm(self.arms[0].ee_pos() - pos) - 2.0 * max(0.0, self.LIFT_Z - pos[2])
-                  + 10.0 * success)
+        reward = -np.linalg.norm(self.arms[0].ee_pos() - pos) - 2.0 * max(0.0, self.LIFT_Z - pos[2]) + 10.0 * success
         return reward, success, -1
 
 
 class BimanualEnv(PandaTableEnv):
-    """Two Pandas side by side lift a 36 cm bar together, each gripping one end.
-
-    Success: both bar ends above 8 cm while both grippers touch the bar (one arm can't do it).
-    obs (14,): ee0_xyz, gripper0, ee1_xyz, gripper1, bar_end0_xyz, bar_end1_xyz
-    (arm 0 is on the right, -y; bar end 0 is the end on the -y side at reset).
-    """
-
-    ARM_BASES = [(0.0, -0.35, 0.0), (0.0, 0.35, 0.0)]
-    HOMES = [(0.50, -0.15, 0.20), (0.50, 0.15, 0.20)]
-    EE_YAW = math.pi / 2  # fingers close along world x, across the bar
-    BAR_HALF = np.array([0.02, 0.18, 0.02])
-    LIFT_Z = 0.08
+    """Two Pandas side by side lift a 36 cm bar, each gripping one end. Success: both ends above 8 cm while both
+    grippers touch the bar (one arm can't do it). obs (14,): see obs_names; arm 0 and bar end 0 (at reset) are on -y."""
+    ARM_BASES, HOMES = [(0.0, -0.35, 0.0), (0.0, 0.35, 0.0)], [(0.50, -0.15, 0.20), (0.50, 0.15, 0.20)]
+    EE_YAW, BAR_HALF, LIFT_Z = math.pi / 2, np.array([0.02, 0.18, 0.02]), 0.08  # fingers close along x, across the bar
     obs_names = ([f"ee0_{c}" for c in "xyz"] + ["gripper0"] + [f"ee1_{c}" for c in "xyz"] + ["gripper1"]
                  + [f"bar_end0_{c}" for c in "xyz"] + [f"bar_end1_{c}" for c in "xyz"])
 
@@ -375,42 +292,33 @@ class BimanualEnv(PandaTableEnv):
         return np.concatenate(self.bar_ends())
 
     def score(self):
-        ends = self.bar_ends()
-        held = [arm.touches(self.bar) for arm in self.arms]
+        ends, held = self.bar_ends(), [arm.touches(self.bar) for arm in self.arms]
         success = min(e[2] for e in ends) > self.LIFT_Z and all(held)
         reward = (-sum(np.linalg.norm(a.ee_pos() - e) for a, e in zip(self.arms, ends)) * 0.5
                   - sum(max(0.0, self.LIFT_Z - e[2]) for e in ends) + 10.0 * success)
         return reward, success, -1
 
 
-gym.register("DBPPush-v0", entry_point=PushEnv, max_episode_steps=60)
-gym.register("DBPLift-v0", entry_point=LiftEnv, max_episode_steps=60)
-gym.register("DBPBimanual-v0", entry_point=BimanualEnv, max_episode_steps=60)
+for _env_id, _cls in zip(TASKS.values(), (PushEnv, LiftEnv, BimanualEnv)):
+    gym.register(_env_id, entry_point=_cls, max_episode_steps=60)
 
 
 # ----------------------------------------------------------------------------- scripted experts
-# Each expert is a function of the current observation (plus, for push, its goal choice):
-# no timers, so a policy seeing the state can tell which phase it is in.
-
+# Experts act on the current obs only (+ push's goal choice), no timers: a policy seeing the state knows the phase.
 EXPERT_STEP_M = 0.03  # expert moves its EE at most this far per step (below max_ee_step_m)
 
 
 class PushExpert:
-    """Go behind the block (opposite the chosen goal), lower the closed fingers, push through its
-    centre; back off upwards and line up again when the block turns away."""
-
-    HOVER_Z, PUSH_Z, CONTACT = 0.08, 0.02, 0.045  # heights (m); EE-to-block distance when pushing
-    AHEAD = 0.005  # push target: this far past the block centre (m)
+    """Get behind the block (opposite the goal), lower closed fingers, push through its centre; back off if it turns."""
+    HOVER_Z, PUSH_Z, CONTACT, AHEAD = 0.08, 0.02, 0.045, 0.005  # heights, EE-block gap pushing, target overshoot (m)
 
     def __init__(self, env, rng, noise_m):
-        self.rng, self.noise_m = rng, noise_m
-        self.mode = int(rng.integers(2))  # 50/50 goal choice: the multimodality
+        self.rng, self.noise_m, self.mode = rng, noise_m, int(rng.integers(2))  # 50/50 goal choice: the multimodality
         self.goal = env.unwrapped.GOALS[self.mode]
 
     def target(self, obs):
-        ee, block = obs[0:3], obs[4:6]
+        ee, block, rel = obs[0:3], obs[4:6], obs[0:2] - obs[4:6]  # rel: EE xy relative to the block
         d = (self.goal - block) / (np.linalg.norm(self.goal - block) + 1e-9)  # push direction
-        rel = ee[:2] - block
         along, lat = rel @ d, np.linalg.norm(rel - (rel @ d) * d)
         if ee[2] < 0.05:
             if along < -0.025 and lat < 0.02:  # behind the block: push through its centre
@@ -428,11 +336,8 @@ class PushExpert:
 
 
 class GraspExpert:
-    """Lift and bimanual: each arm funnels down onto its grasp point with the gripper open,
-    closes there, and all arms lift together once every arm holds."""
-
-    mode = -1
-    LIFT_Z = 0.2  # EE height to lift to (m)
+    """Lift, bimanual: each arm funnels onto its grasp point, gripper open, closes; all lift once every arm holds."""
+    mode, LIFT_Z = -1, 0.2  # no goal choice; EE height to lift to (m)
 
     def __init__(self, env, rng, noise_m):
         self.rng, self.noise_m, self.n_arms = rng, noise_m, env.unwrapped.n_arms
@@ -462,10 +367,8 @@ class GraspExpert:
 
 
 def make_expert(env, rng, noise_m=0.004):
-    """Scripted expert for env (create a new one after every reset). noise_m: Gaussian
-    position noise (m) added to every action. `.mode` is the chosen goal index (or -1)."""
-    experts = {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}
-    return experts[type(env.unwrapped)](env, rng, noise_m)
+    """Scripted expert for env (new after every reset), Gaussian action noise noise_m (m); .mode: goal index or -1."""
+    return {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}[type(env.unwrapped)](env, rng, noise_m)
 
 
 # ----------------------------------------------------------------------------- demonstrations
@@ -486,20 +389,17 @@ def expert_episode(env, reset_seed):
     # The expert's generator must not replay the env's reset stream: a shared stream would
     # correlate the goal choice with the initial block position and leak the mode into obs.
     expert = make_expert(env, np.random.default_rng([reset_seed, 1]))
-    ep_obs, ep_act, done = [], [], False
-    while not done:
-        ep_obs.append(obs)
-        ep_act.append(expert.act(obs))
+    ep_obs, ep_act, terminated, truncated = [], [], False, False
+    while not (terminated or truncated):
+        ep_obs, ep_act = ep_obs + [obs], ep_act + [expert.act(obs)]
         obs, _, terminated, truncated, info = env.step(ep_act[-1])
-        done = terminated or truncated
     return np.stack(ep_obs), np.stack(ep_act), info
 
 
 def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
-    """Roll out the noisy expert until n_episodes successful episodes are collected (at
-    most 2 * n_episodes tries) and save them to {cache_dir}/{short}_n{N}_s{seed}.npz.
-    Returns the path. A readable cached file is reused; an unreadable one (say, truncated by
-    a crash) is moved aside to *.corrupt and regenerated."""
+    """Save n_episodes successful noisy-expert rollouts (<= 2 * n_episodes tries) to {cache_dir}/{short}_n{N}_s{seed}.npz:
+    obs (T, Do), actions (T, Da), episode_ends (E,) (exclusive cumulative, as in Diffusion Policy's replay buffer) and
+    modes (E,). Returns the path. A cached file is reused; an unreadable one is moved to *.corrupt and regenerated."""
     short, _ = resolve_task(task)
     path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}.npz")
     if os.path.exists(path):
@@ -509,27 +409,21 @@ def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
         except ValueError as e:
             os.replace(path, path + ".corrupt")
             print(f"warning: {e}; moved it to {path}.corrupt and regenerating")
-    env = make_env(short)
-    obs_eps, act_eps, modes = [], [], []
-    bar = tqdm(total=n_episodes, desc=f"demos {short}", disable=not progress)
-    for i in range(2 * n_episodes):
-        if len(obs_eps) == n_episodes:
-            break
-        ep_obs, ep_act, info = expert_episode(env, demo_seed(seed, i))
-        if info["success"]:  # keep only successes: the policy imitates what works
-            obs_eps.append(ep_obs)
-            act_eps.append(ep_act)
-            modes.append(info["mode"])
-            bar.update(1)
+    env, eps = make_env(short), []  # successful episodes: (obs, actions, mode)
+    with tqdm(total=n_episodes, desc=f"demos {short}", disable=not progress) as bar:
+        for i in range(2 * n_episodes):
+            if len(eps) == n_episodes:
+                break
+            ep_obs, ep_act, info = expert_episode(env, demo_seed(seed, i))
+            if info["success"]:  # keep only successes: the policy imitates what works
+                eps.append((ep_obs, ep_act, info["mode"]))
+                bar.update(1)
     env.close()
-    bar.close()
-    if len(obs_eps) < n_episodes:
-        raise RuntimeError(f"expert for {short} too unreliable: {len(obs_eps)}/{n_episodes} successes "
-                           f"in {2 * n_episodes} tries")
-    data = {"obs": np.concatenate(obs_eps).astype(np.float32),             # (T_total, Do)
-            "actions": np.concatenate(act_eps).astype(np.float32),         # (T_total, Da)
-            "episode_ends": np.cumsum([len(o) for o in obs_eps]).astype(np.int64),  # (E,) exclusive
-            "modes": np.array(modes, dtype=np.int64)}                      # (E,)
+    if len(eps) < n_episodes:
+        raise RuntimeError(f"expert for {short} too unreliable: {len(eps)}/{n_episodes} successes in {2 * n_episodes} tries")
+    obs, actions, modes = zip(*eps)
+    data = {"obs": np.concatenate(obs).astype(np.float32), "actions": np.concatenate(actions).astype(np.float32),
+            "episode_ends": np.cumsum([len(o) for o in obs]).astype(np.int64), "modes": np.array(modes, dtype=np.int64)}
     os.makedirs(cache_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)  # same dir: os.replace is atomic
     try:
@@ -549,13 +443,11 @@ def load_demos(path):
             data = {k: f[k] for k in f.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # truncated or not an .npz
         raise ValueError(f"demo file {path} is unreadable ({type(e).__name__}: {e})") from None
-    missing = {"obs", "actions", "episode_ends", "modes"} - set(data)
-    if missing:
+    if missing := {"obs", "actions", "episode_ends", "modes"} - set(data):
         raise ValueError(f"{path}: missing arrays {sorted(missing)}")
     obs, actions, ends = data["obs"], data["actions"], data["episode_ends"]
     if obs.ndim != 2 or actions.ndim != 2 or len(obs) != len(actions):
-        raise ValueError(f"{path}: expected obs (T, Do) and actions (T, Da) with equal T, "
-                         f"got {obs.shape} and {actions.shape}")
+        raise ValueError(f"{path}: expected obs (T, Do) and actions (T, Da) with equal T, got {obs.shape} and {actions.shape}")
     if ends.ndim != 1 or len(ends) == 0 or ends[-1] != len(obs) or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
         raise ValueError(f"{path}: episode_ends must be increasing positive ints ending at T={len(obs)}, got {ends}")
     if data["modes"].shape != ends.shape:
@@ -564,31 +456,27 @@ def load_demos(path):
 
 
 def make_windows(demo, n_obs_steps, horizon):
-    """Every time step of every episode -> obs window (N, To, Do) and action chunk (N, Th, Da).
-    Windows start To-1 steps in the past; indices are clamped to the episode (edge padding)."""
-    starts = np.concatenate([[0], demo["episode_ends"][:-1]])
-    obs_idx, act_idx = [], []
+    """Every step of every episode -> obs window (N, To, Do) and action chunk (N, Th, Da). Windows start To-1
+    steps in the past; indices are clamped to the episode (edge padding)."""
+    starts, obs_idx, act_idx = np.concatenate([[0], demo["episode_ends"][:-1]]), [], []
     for s, e in zip(starts, demo["episode_ends"]):
         t = np.arange(s, e)[:, None]
-        obs_idx.append(np.clip(t + np.arange(-n_obs_steps + 1, 1), s, e - 1))
-        act_idx.append(np.clip(t + np.arange(-n_obs_steps + 1, horizon - n_obs_steps + 1), s, e - 1))
-    obs_idx, act_idx = np.concatenate(obs_idx), np.concatenate(act_idx)
-    return demo["obs"][obs_idx], demo["actions"][act_idx]
+        obs_idx.append(np.clip(t + np.arange(1 - n_obs_steps, 1), s, e - 1))
+        act_idx.append(np.clip(t + np.arange(1 - n_obs_steps, horizon - n_obs_steps + 1), s, e - 1))
+    return demo["obs"][np.concatenate(obs_idx)], demo["actions"][np.concatenate(act_idx)]
 
 
 # ----------------------------------------------------------------------------- chunks and evaluation
 
 class ChunkEnv(gym.Wrapper):
-    """Receding-horizon view of a task: one step executes an action chunk (Ta, Da) step by step,
-    stopping where the episode ends; reward = their sum; observation = the last To observations
-    (To, Do), the first one repeated at reset. Evaluation and DBPO's rollouts both step it."""
+    """Receding-horizon view of a task for evaluation and DBPO's rollouts: one step executes an action chunk
+    (Ta, Da) until the episode ends; reward = their sum; obs = the last To observations (To, Do), padded at reset."""
 
     def __init__(self, env, n_obs_steps, n_action_steps):
         super().__init__(env)
-        self.To, space = n_obs_steps, env.observation_space
-        self.observation_space = gym.spaces.Box(np.stack([space.low] * n_obs_steps), np.stack([space.high] * n_obs_steps))
-        low, high = env.action_space.low, env.action_space.high
-        self.action_space = gym.spaces.Box(np.stack([low] * n_action_steps), np.stack([high] * n_action_steps))
+        self.To, obs, act = n_obs_steps, env.observation_space, env.action_space
+        self.observation_space = gym.spaces.Box(np.stack([obs.low] * n_obs_steps), np.stack([obs.high] * n_obs_steps))
+        self.action_space = gym.spaces.Box(np.stack([act.low] * n_action_steps), np.stack([act.high] * n_action_steps))
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -599,53 +487,43 @@ class ChunkEnv(gym.Wrapper):
         total, n = 0.0, 0
         for action in chunk:
             obs, reward, terminated, truncated, info = self.env.step(action)
-            self.hist.append(obs)
-            total, n = total + reward, n + 1
+            self.hist, total, n = self.hist + [obs], total + reward, n + 1
             if terminated or truncated:
                 break
-        self.hist = self.hist[-self.To:]
-        self.ret, self.length = self.ret + total, self.length + n
+        self.hist, self.ret, self.length = self.hist[-self.To:], self.ret + total, self.length + n
         info = {**info, "chunk_steps": n, "episode_return": self.ret, "episode_length": self.length}
         return np.stack(self.hist), total, terminated, truncated, info
 
 
 def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False):
-    """ChunkEnv of a task. worker=True: it runs in a vector-env worker process, which ignores
-    Ctrl-C (the signal goes to the whole process group; only the trainer handles it)."""
+    """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it."""
     if worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return ChunkEnv(make_env(task), n_obs_steps, n_action_steps)
 
 
-
 def evaluate(task, policy, n_episodes=50, seed=0, progress=False):
-    """Seeded receding-horizon rollouts of any chunk policy: an object with n_obs_steps To,
-    n_action_steps Ta and predict_action(obs (1, To, Do)) -> chunk (1, Th, Da), of which steps
-    [To-1, To-1+Ta) are executed before it is queried again. Episode i resets with
-    eval_seed(seed, i). A policy that samples should draw from a seeded stream for repeatability."""
+    """Seeded receding-horizon rollouts of a chunk policy: an object with n_obs_steps To, n_action_steps Ta and
+    predict_action(obs (1, To, Do)) -> chunk (1, Th, Da), whose steps [To-1, To-1+Ta) run before the next query.
+    Episode i resets with eval_seed(seed, i). A sampling policy should use a seeded stream, for repeatability."""
     To, Ta = policy.n_obs_steps, policy.n_action_steps
-    env = make_chunk_env(task, To, Ta)
-    mode_names = env.unwrapped.mode_names
-    n_success, returns, lengths = 0, [], []
-    mode_counts = {name: 0 for name in mode_names}
+    env, finals = make_chunk_env(task, To, Ta), []  # finals: the last info of each episode
     for i in tqdm(range(n_episodes), desc=f"eval {resolve_task(task)[0]}", disable=not progress):
         obs, info = env.reset(seed=eval_seed(seed, i))
-        done = False
-        while not done:
+        terminated = truncated = False
+        while not (terminated or truncated):
             chunk = np.asarray(policy.predict_action(obs[None]))                # (1, Th, Da)
             assert chunk.ndim == 3 and chunk.shape[1] >= To - 1 + Ta, \
                 f"predict_action must return (1, >= {To - 1 + Ta}, Da) chunks, got {chunk.shape}"
             obs, _, terminated, truncated, info = env.step(chunk[0, To - 1:To - 1 + Ta])
-            done = terminated or truncated
-        n_success += info["success"]
-        if info["success"] and info["mode"] >= 0:
-            mode_counts[mode_names[info["mode"]]] += 1
-        returns.append(info["episode_return"])
-        lengths.append(info["episode_length"])
+        finals.append(info)
     env.close()
+    n_success, names = sum(f["success"] for f in finals), env.unwrapped.mode_names
+    mode_counts = {name: sum(f["success"] and f["mode"] == m for f in finals) for m, name in enumerate(names)}
     return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),
             "n_episodes": n_episodes, "n_success": int(n_success),
-            "mean_return": float(np.mean(returns)), "mean_length": float(np.mean(lengths)),
+            "mean_return": float(np.mean([f["episode_return"] for f in finals])),
+            "mean_length": float(np.mean([f["episode_length"] for f in finals])),
             "mode_fractions": {k: (v / n_success if n_success else 0.0) for k, v in mode_counts.items()},
             "mode_counts": mode_counts}
 
@@ -658,12 +536,10 @@ if __name__ == "__main__":
     parser.add_argument("--episodes", type=int, default=5, help="expert episodes per task")
     args = parser.parse_args()
     for short in sorted(TASKS) if args.task == "all" else [resolve_task(args.task)[0]]:
-        env = make_env(short)
-        t0 = time.perf_counter()
+        env, t0 = make_env(short), time.perf_counter()
         episodes = [expert_episode(env, eval_seed(0, i)) for i in range(args.episodes)]
-        n_steps = sum(len(obs) for obs, *_ in episodes)  # expert time included: it is negligible
-        print(f"{TASKS[short]:15s} Do={env.observation_space.shape[0]:2d} Da={env.action_space.shape[0]} "
-              f"success {sum(info['success'] for _, _, info in episodes)}/{args.episodes} "
-              f"steps/ep {n_steps / args.episodes:.1f} env steps/s {n_steps / (time.perf_counter() - t0):.0f} "
-              f"final modes {[info['mode'] for _, _, info in episodes]}")
+        n_steps, infos = sum(len(obs) for obs, *_ in episodes), [info for *_, info in episodes]  # (+ expert time)
+        print(f"{TASKS[short]:15s} Do={env.observation_space.shape[0]:2d} Da={env.action_space.shape[0]} success "
+              f"{sum(i['success'] for i in infos)}/{args.episodes} steps/ep {n_steps / args.episodes:.1f} env steps/s "
+              f"{n_steps / (time.perf_counter() - t0):.0f} final modes {[i['mode'] for i in infos]}")
         env.close()

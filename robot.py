@@ -52,9 +52,11 @@ class RobotConfig(dbp.Config):
     stats_json: str = option("", "write the latency/deadline/success statistics to this JSON file")
     seed: int = option(0, "episode i resets with envs.eval_seed(seed, i), as train.py's evaluation; seeds z too",
                        ge=0, le=99)
-    workspace_low_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_LOW),
-                                    "EE targets are clipped into this box: its lower corner x y z (m, world frame)")
-    workspace_high_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_HIGH), "upper corner x y z of the box (m)")
+    workspace_low_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_LOW), "EE targets are clipped into "
+                                    "this box: its lower corner x y z (m, world frame; the table top is z = 0)",
+                                    ge=-2.0, le=2.0)
+    workspace_high_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_HIGH), "upper corner x y z of the box (m)",
+                                     ge=-2.0, le=2.0)
     max_ee_speed_m_s: float = option(0.5, "the EE target moves at most this fast: max step per tick = this / hz (m/s)",
                                      gt=0.0)
     joint_margin_rad: float = option(0.02, "stop when a measured joint comes this close to its limit (rad)", ge=0.0)
@@ -73,6 +75,8 @@ class RobotConfig(dbp.Config):
         super().check()
         if self.backend not in ("sim", "ur"):
             raise dbp.ConfigError("backend", self.backend, "must be 'sim' or 'ur'")
+        if self.workspace_low_m[2] < 0:
+            raise dbp.ConfigError("workspace_low_m", self.workspace_low_m, "must not reach below the table (z >= 0)")
         if not all(lo < hi for lo, hi in zip(self.workspace_low_m, self.workspace_high_m)):
             raise dbp.ConfigError("workspace_high_m", self.workspace_high_m,
                                   f"must be above workspace_low_m {self.workspace_low_m} on every axis")
@@ -435,6 +439,11 @@ def run(cfg, robot, policy=None):
 
 
 # ----------------------------------------------------------------------------- CLI
+def parse(argv):
+    """Flags -> RobotConfig; a bad flag or value exits with one line."""
+    return dbp.build_config(RobotConfig, vars(dbp.add_config_args(dbp.make_parser(__doc__), RobotConfig).parse_args(argv)))
+
+
 def print_stats(st):
     print(f"{st['backend']} at {st['hz']:g} Hz for {st['duration_s']} s: achieved {st['achieved_hz']:.1f} Hz, deadlines met "
           f"{st['deadline_met_fraction']:.4f} ({st['deadline_misses']} missed, {st['ticks_skipped']} skipped, "
@@ -450,8 +459,7 @@ def print_stats(st):
 
 
 def main(argv=None):
-    parser = dbp.add_config_args(dbp.Parser(__doc__), RobotConfig)
-    cfg = dbp.build_config(RobotConfig, vars(parser.parse_args(sys.argv[1:] if argv is None else argv)))
+    cfg = parse(sys.argv[1:] if argv is None else argv)
     policy = None
     if not cfg.dry_run:  # check the checkpoint before any arm moves
         if not cfg.ckpt:

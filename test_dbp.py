@@ -18,6 +18,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
+import bench
 import dbp
 import dbpo
 import envs
@@ -32,7 +33,7 @@ def test_drift_loss_shape_finite_and_gradient_only_through_gen():
     gen = torch.randn(8, 4, 6, requires_grad=True)
     pos = torch.randn(8, 3, 6, requires_grad=True)
     w = torch.rand(8, 3, requires_grad=True)
-    loss = dbp.drift_loss(gen, pos, w)
+    loss, _ = dbp.drift_loss(gen, pos, w)
     assert loss.shape == () and torch.isfinite(loss)
     loss.backward()
     assert gen.grad is not None and gen.grad.abs().sum() > 0
@@ -42,11 +43,11 @@ def test_drift_loss_shape_finite_and_gradient_only_through_gen():
 def test_drift_field_vanishes_between_symmetric_positives_and_points_to_the_nearer():
     pos = torch.tensor([[[1.0, 0.5], [-1.0, -0.5]]])                  # (B=1, K=2, L=2)
     gen = torch.zeros(1, 1, 2, requires_grad=True)                      # on the midpoint
-    loss = dbp.drift_loss(gen, pos)
+    loss, _ = dbp.drift_loss(gen, pos)
     loss.backward()
     assert loss.item() == 0.0 and gen.grad.abs().max() == 0.0
     gen = torch.tensor([[[0.2, 0.1]]], requires_grad=True)              # nearer to +pos
-    dbp.drift_loss(gen, pos).backward()
+    dbp.drift_loss(gen, pos)[0].backward()
     assert (gen.grad < 0).all()  # descending the loss moves x toward the nearer positive
 
 
@@ -362,6 +363,31 @@ def test_train_pretrain_runs_and_an_interrupted_run_resumes_to_the_same_weights(
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert json.load(open(tmp_path / "b" / "eval.json"))["success_rate"] == result["success_rate"]
 
+    # SIGKILL (no chance to save) after a checkpoint taken on the clock, not at eval_every
+    killed, ckpt_path = _train(tmp_path, "--out", "c", "--save-every-s", "0.3"), tmp_path / "c" / "ckpt.pt"
+    deadline = time.time() + 120
+    while killed.poll() is None and time.time() < deadline:
+        if ckpt_path.exists() and dbp.load_checkpoint(str(ckpt_path))["train"]["step"] % 500:
+            killed.kill()
+        time.sleep(0.02)
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = _train(tmp_path, "--out", "c", "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    c = dbp.load_checkpoint(str(ckpt_path))
+    assert all(torch.equal(a["state_dict"][k], c["state_dict"][k]) for k in a["state_dict"])
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "c" / "log.csv")) if r["loss"]]
+    assert steps == list(range(100, 2001, 100)), steps                  # each row once, none lost
+
+
+def test_resumed_log_drops_rows_past_the_checkpoint_and_a_cut_line(tmp_path):
+    (tmp_path / "log.csv").write_text("step,loss\n100,1\n200,2\n300,3\n40")   # killed mid-row
+    log_file, log = train.open_log(str(tmp_path), ["step", "loss"], resume_at=200)
+    log.writerow(dict(step=300, loss=9))
+    log_file.close()
+    assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss", "100,1", "200,2", "300,9"]
+
 
 @pytest.mark.parametrize("args, message", [
     (["--task", "nope"], "known tasks"),
@@ -373,6 +399,63 @@ def test_train_cli_errors_are_clear(tmp_path, args, message):
     run = _train(tmp_path, *args)
     _, err = run.communicate(timeout=120)
     assert run.returncode != 0 and message in err and "Traceback" not in err, err
+
+
+def _truncate_cached_demos(tmp_path):
+    path = envs.collect_demos("push", 5, seed=0, cache_dir=str(tmp_path / "demos"), progress=False)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])                      # a crash mid-write, say
+
+
+@pytest.mark.parametrize("args, prepare, ok, message", [
+    (["--steps", "-5"], None, False, "error: --steps -5: must be >= 1"),
+    (["--demos", "0"], None, False, "error: --demos 0: must be >= 1"),
+    (["--horizon", "1"], None, False, "error: --horizon 1: must be >= n_obs_steps - 1 + n_action_steps = 3"),
+    (["--eval-episodes", "0"], None, False, "error: --eval-episodes 0: must be >= 1"),
+    (["--bandwidth", "nan"], None, False, "error: --bandwidth nan: must be > 0.0 and <= inf"),
+    (["--k", "100000"], None, False, "error: --k 100000: must be <= the"),
+    ([], _truncate_cached_demos, True, "moved it to"),                 # warned, set aside, regenerated
+])
+def test_bad_input_ends_in_one_line_without_traceback(tmp_path, args, prepare, ok, message):
+    if prepare:
+        prepare(tmp_path)
+    run = _train(tmp_path, *args, "--out", "r")
+    out, err = run.communicate(timeout=300)
+    assert (run.returncode == 0) == ok and "Traceback" not in err, err
+    said = [line for line in (out + err).splitlines() if line.startswith(("error:", "warning:"))]
+    assert len(said) == 1 and message in said[0], said
+    if ok:
+        assert os.path.exists(tmp_path / "demos" / "push_n5_s0.npz.corrupt") and (tmp_path / "r" / "eval.json").exists()
+
+
+# Every numeric flag of every entry point, given -1, nan or 0: a one-line refusal naming the flag,
+# except where the value means something. Those are listed here, so a new flag without a range fails.
+MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"),
+              ("ent_coef", "0"), ("anchor_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
+              ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
+              ("workspace_low_m", "0")}
+
+
+@pytest.mark.parametrize("parse, cls", [
+    (lambda a: train.parse(["--stage", "pretrain", *a]), train.PretrainConfig),
+    (lambda a: train.parse(["--stage", "dbpo", *a]), train.DBPOStageConfig),
+    (robot.parse, robot.RobotConfig),
+    (bench.parse, bench.BenchConfig),
+])
+def test_every_numeric_flag_refuses_meaningless_values_in_one_line(parse, cls):
+    accepted = set()
+    for f in dataclasses.fields(cls):
+        if f.type not in (int, float, tuple):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        for value in ("-1", "nan", "0"):
+            try:
+                parse([flag, *[value] * (len(f.default) if f.type is tuple else 1)])
+                accepted.add((f.name, value))
+            except SystemExit as e:
+                assert str(e.code).startswith(f"error: {flag} ") or str(e.code).startswith(f"error: argument {flag}")
+                assert "\n" not in str(e.code), e.code
+    assert accepted == {a for a in MEANINGFUL if a[0] in {f.name for f in dataclasses.fields(cls)}}, accepted
 
 
 def test_train_help_explains_every_flag():

@@ -272,6 +272,26 @@ def load_stage1(path):
     return dbp.DBPPolicy.from_checkpoint(ckpt, expect=dims), ckpt["task"]
 
 
+def rollout(agent, vec, obs, buffer, generator):
+    """Fill the buffer: T decisions in each of the N envs of vec, from their current obs (N, To, Do).
+    Returns (the obs after the last decision, env steps taken, [(success, return)] of ended episodes)."""
+    n_steps, episodes = 0, []
+    for _ in range(buffer.T):
+        actions, step = agent.act(obs, generator=generator)
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        done = terminated | truncated
+        final_value = torch.zeros(vec.num_envs)
+        if done.any():
+            final = info["final_info"]
+            n_steps += int(final["chunk_steps"][done].sum())
+            episodes += [(final["success"][i], final["episode_return"][i]) for i in np.flatnonzero(done)]
+            if truncated.any():  # bootstrap from the last observation of truncated episodes
+                final_value[truncated] = agent.value(np.stack(info["final_obs"][truncated]))
+        n_steps += int(info["chunk_steps"][~done].sum())
+        buffer.add(**step, reward=reward, terminated=terminated, truncated=truncated, final_value=final_value)
+    return obs, n_steps, episodes
+
+
 def finetune(cfg, ckpt, start=None):
     """start: (stage-1 policy, task) for a new run; ckpt: our own checkpoint for --resume."""
     torch.manual_seed(cfg.seed)
@@ -322,20 +342,8 @@ def finetune(cfg, ckpt, start=None):
         print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes")
     try:
         while it < cfg.iterations and not run.interrupted:
-            t_iter, n_steps, episodes = time.time(), 0, []
-            for _ in range(T):  # ---- rollout: one decision per env per step
-                actions, step = agent.act(obs, generator=gen)
-                obs, reward, terminated, truncated, info = vec.step(actions)
-                done = terminated | truncated
-                final_value = torch.zeros(N)
-                if done.any():
-                    final = info["final_info"]
-                    n_steps += int(final["chunk_steps"][done].sum())
-                    episodes += [(final["success"][i], final["episode_return"][i]) for i in np.flatnonzero(done)]
-                    if truncated.any():  # bootstrap from the last observation of truncated episodes
-                        final_value[truncated] = agent.value(np.stack(info["final_obs"][truncated]))
-                n_steps += int(info["chunk_steps"][~done].sum())
-                buffer.add(**step, reward=reward, terminated=terminated, truncated=truncated, final_value=final_value)
+            t_iter = time.time()
+            obs, n_steps, episodes = rollout(agent, vec, obs, buffer, gen)
             stats = dbpo.ppo_update(agent, buffer, agent.value(obs), optimizers, schedulers, cfg,
                                     critic_only=it < cfg.critic_warmup_iters, generator=gen)
             buffer.reset()
@@ -370,13 +378,13 @@ def parse(argv):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--stage", choices=sorted(STAGES), default="pretrain")
     stage = pre.parse_known_args(argv)[0].stage
-    parser = dbp.Parser(__doc__)
+    parser = dbp.make_parser(__doc__)
     parser.add_argument("--stage", choices=sorted(STAGES), default=stage,
                         help="which stage to run; `--stage NAME --help` lists that stage's flags")
     given = vars(dbp.add_config_args(parser, STAGES[stage]).parse_args(argv))
     given.pop("stage", None)
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    return stage, dbp.build_config(STAGES[stage], given), given
+    cfg = dbp.build_config(STAGES[stage], given)
+    return stage, cfg, {k: getattr(cfg, k) for k in given}
 
 
 def resume_config(cfg, given):
@@ -389,8 +397,7 @@ def resume_config(cfg, given):
     if not os.path.exists(ckpt_path):
         sys.exit(f"error: --resume given but there is no checkpoint at {ckpt_path}")
     ckpt = dbp.load_checkpoint(ckpt_path)
-    saved = dict(ckpt["run_config"], out=cfg.out, resume=True)
-    saved = dbp.build_config(type(cfg), {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    saved = dbp.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True))
     for key, value in given.items():
         if key not in ("out", "resume") and getattr(saved, key) != value:
             sys.exit(f"error: --{key.replace('_', '-')} {value!r} disagrees with the run being resumed ({getattr(saved, key)!r})")
