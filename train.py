@@ -55,7 +55,7 @@ class DemoConfig(dbp.Config):
 @dataclass
 class RunConfig(EvalConfig):
     """A run directory that survives interruption, shared by both stages."""
-    out: str = option("", "run directory (default: runs/<stage>-<task>-s<seed>)")
+    out: str = option("", "run directory ('': runs/<stage>-<task>-s<seed>)")
     resume: bool = option(False, "continue the run in --out from its checkpoint")
     save_every_s: float = option(60.0, "checkpoint at least this often (s of wall time) besides every eval_every",
                                  gt=0.0)
