@@ -122,6 +122,12 @@ def build_config(cls, given):
 
 
 @dataclass
+class SeedConfig(Config):
+    seed: int = option(0, "seed of everything random: demos, initialization, batches, noise z and evaluation "
+                       "resets (0-99 keep demo and evaluation resets disjoint)", ge=0, le=99)
+
+
+@dataclass
 class DBPConfig(Config):
     """The policy and its drift loss (ALGORITHM.md section 1); train.py's stage config inherits it."""
     horizon: int = option(16, "action chunk length Th predicted per network evaluation", ge=1)
@@ -221,12 +227,8 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     if not 1 <= k <= len(data_obs):
         raise ValueError(f"k must be in [1, {len(data_obs)}] (the number of demonstration windows); got {k}")
     flat = data_obs.flatten(1)                                       # (N, To*Do)
-    idx, dist = [], []
-    for q in query_obs.flatten(1).split(chunk):                     # batched cdist + topk
-        d, i = torch.cdist(q, flat).topk(k, dim=1, largest=False)    # (b, k) nearest first
-        idx.append(i)
-        dist.append(d)
-    idx, dist = torch.cat(idx), torch.cat(dist)
+    found = [torch.cdist(q, flat).topk(k, dim=1, largest=False) for q in query_obs.flatten(1).split(chunk)]  # batched
+    dist, idx = torch.cat([d for d, _ in found]), torch.cat([i for _, i in found])   # (B, k) each, nearest first
     h2 = bandwidth ** 2 * flat.shape[1]                              # per-dim width -> squared distance
     weights = torch.exp(-0.5 * (dist ** 2 - dist[:, :1] ** 2) / h2)  # inf width: all 1
     return data_actions[idx], weights                                # (B, k, Th, Da), (B, k)
@@ -452,8 +454,7 @@ class DBPPolicy(nn.Module):
             if config.get(key) != want:
                 raise ValueError(f"checkpoint field '{key}' is {config.get(key)!r}, expected {want!r}")
         known = {"obs_dim", "action_dim"} | {f.name for f in dataclasses.fields(DBPConfig)}
-        odd = sorted(known ^ set(config))
-        if odd:
+        if odd := sorted(known ^ set(config)):
             raise ValueError(f"checkpoint config {'lacks' if odd[0] in known else 'has an unknown'} field '{odd[0]}'")
         config["temperatures"] = tuple(config["temperatures"])
         policy = cls(config.pop("obs_dim"), config.pop("action_dim"), DBPConfig(**config))
@@ -486,9 +487,8 @@ def save_checkpoint(path, policy, **extra):
     """Atomically write {format, config, state_dict, **extra} (plain tensors and values)."""
     ckpt = {"format": CKPT_FORMAT, "config": policy.config, "state_dict": policy.state_dict(), **extra}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint at `path`
+    torch.save(ckpt, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)  # a crash mid-write never leaves a half checkpoint at `path`
 
 
 def load_checkpoint(path):

@@ -40,7 +40,7 @@ LATENCY_KEYS = ("state_read", "inference", "command", "physics", "tick")  # what
 
 
 @dataclass
-class RobotConfig(dbp.Config):
+class RobotConfig(dbp.SeedConfig):  # seed: sim episode i resets with envs.eval_seed(seed, i), as in evaluation
     ckpt: str = option("", "checkpoint written by train.py (either stage) for the bimanual task")
     backend: str = option("sim", "'sim': the bimanual PyBullet task stepped in real time; 'ur': two UR arms "
                           "through ur_rtde (untested on hardware; see URBackend in robot.py)")
@@ -50,8 +50,6 @@ class RobotConfig(dbp.Config):
     duration_s: float = option(60.0, "run time (s); the sim runs consecutive seeded episodes (each <= 6 s) in it", gt=0.0)
     dry_run: bool = option(False, "no policy: hold the arms where they are (checks loop, safety and backend)")
     stats_json: str = option("", "write the latency/deadline/success statistics to this JSON file")
-    seed: int = option(0, "episode i resets with envs.eval_seed(seed, i), as train.py's evaluation; seeds z too",
-                       ge=0, le=99)
     workspace_low_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_LOW), "EE targets are clipped into "
                                     "this box: its lower corner x y z (m, world frame; the table top is z = 0)",
                                     ge=-2.0, le=2.0)

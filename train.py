@@ -38,10 +38,8 @@ from dbp import option
 
 # ----------------------------------------------------------------------------- configs
 @dataclass
-class EvalConfig(dbp.Config):
+class EvalConfig(dbp.SeedConfig):
     """Seeded evaluation, shared by both stages and bench.py."""
-    seed: int = option(0, "seed of demos, initialization, sampling and evaluation resets (0-99 keep demo "
-                       "and evaluation resets disjoint)", ge=0, le=99)
     eval_episodes: int = option(50, "episodes of each evaluation, the same seeded resets every time", ge=1)
 
 
