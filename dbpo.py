@@ -151,7 +151,7 @@ class DBPOAgent(nn.Module):
         m, total = len(r), n + len(r)
         delta = r.mean().item() - mean
         var = (n * var + m * r.var(unbiased=False).item() + delta ** 2 * n * m / total) / total  # parallel Welford
-        self.reward_moments.copy_(torch.tensor([total, mean + delta * m / total, var]))
+        self.reward_moments.copy_(torch.tensor([total, mean + delta * m / total, var], dtype=torch.float64))
 
     @property
     def reward_std(self):
