@@ -52,7 +52,6 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
     json: str = option("", "write the results to this JSON file")
 
     def check(self):
-        super().check()
         for task in self.tasks.split(","):
             try:
                 envs.resolve_task(task)

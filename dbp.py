@@ -74,7 +74,7 @@ def _in_range(v, meta):
 
 class Config:
     """Base of every config dataclass: each field's range is checked when the config is built,
-    then `check` (cross-field rules; subclasses extend it and call super().check())."""
+    then the cross-field rules: the `check` method of every class in the hierarchy that has one."""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -82,10 +82,9 @@ class Config:
             for v in value if isinstance(value, tuple) else (value,):
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not _in_range(float(v), f.metadata):
                     raise ConfigError(f.name, value, _range_rule(f.metadata))
-        self.check()
-
-    def check(self):  # cross-field rules of a subclass
-        pass
+        for cls in reversed(type(self).__mro__):
+            if "check" in vars(cls):
+                vars(cls)["check"](self)
 
 
 def make_parser(description):
@@ -135,15 +134,14 @@ class DBPConfig(Config):
     n_action_steps: int = option(2, "actions Ta executed from each chunk before re-planning (short: closed loop)", ge=1)
     hidden_dim: int = option(256, "width of the generator MLP", ge=1)
     n_blocks: int = option(3, "residual FiLM blocks in the generator", ge=1)
-    n_samples: int = option(4, "generated chunks G per observation in the drift loss (repulsion needs 2)", ge=2)
     temperatures: tuple = option(TEMPERATURES, "kernel temperatures tau of the drift field, in units of the mean "
                                  "distance", gt=0.0, nargs="+")
+    n_samples: int = option(4, "generated chunks G per observation in the drift loss (repulsion needs 2)", ge=2)
     k: int = option(16, "positives per observation: action chunks of the k nearest demo observations (1 = paper)", ge=1)
     bandwidth: float = option(0.02, "neighbour weight kernel width per normalized obs dim (inf = unweighted kNN)",
                               gt=0.0, le=math.inf)
 
     def check(self):
-        super().check()
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:  # the executed slice must fit in the chunk
             raise ConfigError("horizon", self.horizon, f"must be >= n_obs_steps - 1 + n_action_steps = "
                               f"{self.n_obs_steps - 1 + self.n_action_steps}")

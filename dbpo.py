@@ -59,7 +59,6 @@ class DBPOConfig(dbp.Config):
     critic_hidden: int = option(256, "critic MLP width (3 hidden layers, Mish)", ge=1)
 
     def check(self):
-        super().check()
         if not self.std_min <= self.std_init <= self.std_max:
             raise dbp.ConfigError("std_init", self.std_init,
                                   f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")

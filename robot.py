@@ -70,7 +70,6 @@ class RobotConfig(dbp.SeedConfig):  # seed: sim episode i resets with envs.eval_
     ur_gripper_pin: int = option(0, "--backend ur: standard digital output that closes each arm's gripper", ge=0, le=7)
 
     def check(self):
-        super().check()
         if self.backend not in ("sim", "ur"):
             raise dbp.ConfigError("backend", self.backend, "must be 'sim' or 'ur'")
         if self.workspace_low_m[2] < 0:

@@ -83,7 +83,6 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig):
     eval_every: int = option(20, "iterations between evaluations and checkpoints", ge=1)
 
     def check(self):
-        super().check()
         if self.critic_warmup_iters >= self.iterations:
             raise dbp.ConfigError("critic_warmup_iters", self.critic_warmup_iters,
                                   f"must be < iterations = {self.iterations} (else the actor never trains)")
@@ -153,8 +152,8 @@ class Run:
             self.save()
             self.last_save = time.time()
 
-    def stop_if_interrupted(self):
-        """End of the loop: on Ctrl-C save and exit with the command that continues the run."""
+    def end_loop(self):
+        """After the loop: save; after Ctrl-C, exit with the command that continues the run."""
         signal.signal(signal.SIGINT, signal.default_int_handler)
         self.bar.close()
         self.save()
@@ -167,8 +166,10 @@ class Run:
         """Log the final row, write eval.json, print the result line (after `start`, if given)."""
         self.log.writerow(row)
         self.log_file.close()
-        with open(os.path.join(self.cfg.out, "eval.json"), "w") as f:
+        path = os.path.join(self.cfg.out, "eval.json")
+        with open(path + ".tmp", "w") as f:
             json.dump(result, f, indent=2)
+        os.replace(path + ".tmp", path)
         lo, hi = result["ci95"]
         print(f"success {start}{result['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] over {result['n_episodes']} episodes; "
               f"modes {result['mode_fractions']}; trained {result['train_seconds']:.0f} s; wrote {self.cfg.out}/eval.json")
@@ -248,7 +249,7 @@ def pretrain(cfg, ckpt):
             row = {**row, "step": step, "success_rate": success}
             run.bar.set_postfix(success=f"{success:.2f}")
         run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
-    run.stop_if_interrupted()
+    run.end_loop()
     train_seconds, t1 = run.seconds, time.time()
     result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, progress=True)
     result.update(task=cfg.task, steps=step, demos=cfg.demos, train_seconds=round(train_seconds, 1),
@@ -358,7 +359,7 @@ def finetune(cfg, ckpt, start=None):
             run.step(it, row)
     finally:
         vec.close()
-    run.stop_if_interrupted()
+    run.end_loop()
     result = evaluation(progress=True)
     save()
     result.update(task=task, stage="dbpo", iterations=it, env_steps=env_steps, train_seconds=round(run.seconds, 1),
