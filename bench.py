@@ -7,7 +7,7 @@ Every method gets the same cached demos, the same backbone (dbp.DriftNet at Pret
 size), the same normalizer, gradient steps, batch, lr schedule, EMA and seeds; everything in
 the table is measured by this run.
 
-    python bench.py --json bench.json                # all tasks, the README table (~35 min, 2 idle cores)
+    python bench.py --json bench.json                # all tasks, the README table (13-35 min on 2 idle cores)
     python bench.py --quick --json bench.json        # reduced run in a few minutes (the test's)
     python bench.py --help                           # every flag, with its meaning
 """
@@ -43,7 +43,7 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
     """The benchmark; demos, seed and evaluation episodes as in train.py."""
     tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
     steps: int = option(8000, "gradient steps per model, the same for all (train.py's DBP default is 15000; "
-                        "8000 keeps the full run near 35 min on 2 idle cores)", ge=1)
+                        "8000 keep the full run at 13-35 min on 2 idle cores, by VM)", ge=1)
     latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
     diffusion_steps: int = option(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)", ge=1)
     ddim_steps: int = option(10, "DDIM sampling steps from the same trained diffusion model (its NFE)", ge=1)
