@@ -41,19 +41,23 @@ class DBPOConfig(dbp.Config):
     """PPO coefficients: ALGORITHM.md section 2 (the paper's values unless marked ours)."""
     gamma: float = option(0.99, "discount per decision (one decision = Ta env steps)", ge=0.0, le=1.0)
     gae_lambda: float = option(0.95, "GAE lambda", ge=0.0, le=1.0)
-    clip_coef: float = option(0.02, "PPO clip on the per-dimension ratio", gt=0.0)
-    logprob_min: float = option(-2.0, "per-dimension log-probs are clamped below at this value", lt=0.0)
-    vf_coef: float = option(0.5, "value-loss coefficient", gt=0.0)
-    ent_coef: float = option(0.01, "entropy-bonus coefficient", ge=0.0)
-    anchor_coef: float = option(1.0, "anchor coefficient: MSE(mu_theta(o, z), mu_old(o, z)), normalized actions", ge=0.0)
+    clip_coef: float = option(0.02, "PPO clip on the ratio of per-dimension-averaged likelihoods, eq. (11)", gt=0.0)
+    logprob_min: float = option(-2.0, "per-dimension log-probs are clamped below at this value before averaging, "
+                                "eq. (6)", lt=0.0)
+    vf_coef: float = option(0.5, "value-loss coefficient, eq. (15)", gt=0.0)
+    ent_coef: float = option(0.01, "entropy-bonus coefficient, eq. (15)", ge=0.0)
+    anchor_coef: float = option(1.0, "anchor coefficient, eq. (14): MSE(mu_theta(o, z), mu_old(o, z)) in normalized "
+                                "action units", ge=0.0)
     max_grad_norm: float = option(0.5, "gradient-norm clip, of the actor and of the critic each", gt=0.0)
-    target_kl: float = option(0.02, "stop the update early once approx-KL exceeds this (inf: never)", gt=0.0, le=math.inf)
+    target_kl: float = option(0.02, "stop the update early once approx-KL exceeds this (inf: never)",
+                              gt=0.0, le=math.inf)
     actor_lr: float = option(1e-5, "AdamW learning rate of the generator and std head (cosine)", gt=0.0)
     critic_lr: float = option(1e-4, "AdamW learning rate of the critic (cosine)", gt=0.0)
     update_epochs: int = option(5, "passes over each rollout (ours)", ge=1)
     minibatch_size: int = option(128, "decisions per minibatch (ours)", ge=2)
     critic_warmup_iters: int = option(5, "first iterations update the critic only (ours: 'a few')", ge=0)
-    std_init: float = option(0.03, "initial action std, normalized units (head bias = log std_init)", gt=0.0)
+    std_init: float = option(0.03, "initial action std in normalized units, eq. (5): the log-std head's bias is "
+                             "log std_init", gt=0.0)
     std_min: float = option(0.03, "lower clamp of the std (normalized units)", gt=0.0)
     std_max: float = option(0.10, "upper clamp of the std (normalized units)", gt=0.0)
     critic_hidden: int = option(256, "critic MLP width (3 hidden layers, Mish)", ge=1)
