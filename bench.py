@@ -36,12 +36,15 @@ from dbp import option
 DEFAULT_THREADS = torch.get_num_threads()  # read before any set_num_threads
 TEMB_DIM = 64                              # sinusoidal timestep embedding width (Diffusion Policy only)
 WARMUP_CALLS = 20                          # untimed predict_action calls before latency timing
+METHODS = {"dbp": "dbp", "ddpm": "diffusion", "ddim": "diffusion", "mse": "mse"}  # method -> the model it samples
 
 
 @dataclass
 class BenchConfig(train.EvalConfig, train.DemoConfig):
     """The benchmark; demos, seed and evaluation episodes as in train.py."""
     tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
+    methods: str = option(",".join(METHODS), f"comma-separated methods, from {list(METHODS)} (DDPM and DDIM sample "
+                          "the same trained diffusion model)")
     steps: int = option(8000, "gradient steps per model, the same for all (train.py's DBP default is 15000; "
                         "8000 keep the full run at 13-35 min on 2 idle cores, by VM)", ge=1)
     latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
@@ -52,6 +55,8 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
     json: str = option("", "write the results to this JSON file")
 
     def check(self):
+        if unknown := set(self.methods.split(",")) - set(METHODS):
+            raise dbp.ConfigError("methods", self.methods, f"unknown {sorted(unknown)}; known: {list(METHODS)}")
         for task in self.tasks.split(","):
             try:
                 envs.resolve_task(task)
@@ -223,17 +228,20 @@ def bench_task(task, cfg):
     models = {"dbp": (dbp_policy, lambda i: dbp_policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])),
               "diffusion": (diffusion, lambda i: diffusion.compute_loss(obs[i], actions[i])),
               "mse": (regression, lambda i: regression.compute_loss(obs[i], actions[i]))}
+    wanted = cfg.methods.split(",")
     trained, train_s = {}, {}
-    for name, (policy, loss_fn) in models.items():
+    for name, (policy, loss_fn) in [(m, models[m]) for m in models if m in {METHODS[w] for w in wanted}]:
         trained[name], train_s[name] = train_policy(policy, loss_fn, len(obs), pcfg, f"{task} {name}")
         print(f"  trained {name:9s} {train_s[name]:6.1f} s  ({cfg.steps / train_s[name]:.1f} steps/s)")
     train_s["dbp"] += prep_s
     ddim = DiffusionPolicy(Do, Da, pcfg, cfg.diffusion_steps, "ddim", cfg.ddim_steps)
-    ddim.load_state_dict(trained["diffusion"].state_dict())                          # the same trained model
-    methods = {"dbp": (trained["dbp"], 1, "dbp"),                                  # (policy, NFE, trained model)
-               "ddpm": (trained["diffusion"], cfg.diffusion_steps, "diffusion"),
+    if "diffusion" in trained:
+        ddim.load_state_dict(trained["diffusion"].state_dict())                      # the same trained model
+    methods = {"dbp": (trained.get("dbp"), 1, "dbp"),                              # (policy, NFE, trained model)
+               "ddpm": (trained.get("diffusion"), cfg.diffusion_steps, "diffusion"),
                "ddim": (ddim.eval(), cfg.ddim_steps, "diffusion"),
-               "mse": (trained["mse"], 1, "mse")}
+               "mse": (trained.get("mse"), 1, "mse")}
+    methods = {name: methods[name] for name in METHODS if name in wanted}
 
     # --- evaluation (seeded resets and sampling noise) and the multimodality diagnostic
     results = {}
@@ -256,7 +264,7 @@ def bench_task(task, cfg):
             p50, p99 = latency(policy, obs1, cfg.latency_calls, threads)
             results[name].update({f"latency_p50_ms_{key}": p50, f"latency_p99_ms_{key}": p99})
     ratio = {f"latency_ratio_ddpm_over_dbp_{key}": results["ddpm"][f"latency_p50_ms_{key}"]
-             / results["dbp"][f"latency_p50_ms_{key}"] for key in ("1thread", "default")}
+             / results["dbp"][f"latency_p50_ms_{key}"] for key in ("1thread", "default") if {"dbp", "ddpm"} <= set(results)}
     return dict(n_demos=len(demo["episode_ends"]), n_windows=len(obs), obs_dim=obs.shape[-1],
                 action_dim=actions.shape[-1], recipe=dataclasses.asdict(pcfg), methods=results, **ratio)
 
@@ -282,7 +290,8 @@ def table(tasks):
                         f"{r['train_seconds']:.0f}{' (shared)' if r['trained_model'] == 'diffusion' else ''} |")
     lines = [f"{task}: DDPM-{t['methods']['ddpm']['nfe']} / DBP latency at batch 1 (p50): "
              f"{t['latency_ratio_ddpm_over_dbp_1thread']:.0f}x on 1 thread, "
-             f"{t['latency_ratio_ddpm_over_dbp_default']:.0f}x on {DEFAULT_THREADS} threads" for task, t in tasks.items()]
+             f"{t['latency_ratio_ddpm_over_dbp_default']:.0f}x on {DEFAULT_THREADS} threads" for task, t in tasks.items()
+             if "latency_ratio_ddpm_over_dbp_default" in t]
     return "\n".join(rows) + "\n\n" + "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ drifted samples (stop-gradient). "eq. (N)" in comments refers to ALGORITHM.md of
 repository (the method in full); the comments here suffice to read the code without it.
 
 This file stands alone (torch, numpy, stdlib): copy it into your codebase and use
-    policy = DBPPolicy(obs_dim, action_dim, DBPConfig(horizon=16, n_obs_steps=2))
+    policy = DBPPolicy(obs_dim, action_dim, DBPConfig(horizon=8, n_obs_steps=2))
     policy.normalizer.fit(obs, actions)
     pos, w = policy.positives(obs, actions)       # optional: neighbour positives (K = cfg.k)
     loss, info = policy.compute_loss(obs, actions, pos, w)
@@ -129,7 +129,8 @@ class SeedConfig(Config):
 @dataclass
 class DBPConfig(Config):
     """The policy and its drift loss (ALGORITHM.md section 1); train.py's stage config inherits it."""
-    horizon: int = option(16, "action chunk length Th predicted per network evaluation", ge=1)
+    horizon: int = option(8, "action chunk length Th predicted per network evaluation (paper: 16; 8 is more "
+                          "precise on push, README)", ge=1)
     n_obs_steps: int = option(2, "observation history To fed to the policy", ge=1)
     n_action_steps: int = option(2, "actions Ta executed from each chunk before re-planning (short: closed loop)", ge=1)
     hidden_dim: int = option(256, "width of the generator MLP", ge=1)
@@ -137,8 +138,9 @@ class DBPConfig(Config):
     temperatures: tuple = option(TEMPERATURES, "kernel temperatures tau of the drift field, in units of the mean "
                                  "distance", gt=0.0, nargs="+")
     n_samples: int = option(4, "generated chunks G per observation in the drift loss (repulsion needs 2)", ge=2)
-    k: int = option(16, "positives per observation: action chunks of the k nearest demo observations (1 = paper)", ge=1)
-    bandwidth: float = option(0.02, "neighbour weight kernel width per normalized obs dim (inf = unweighted kNN)",
+    k: int = option(1, "positives per observation: action chunks of the k nearest demo observations (1: the recorded "
+                    "chunk, as in the paper; > 1: see neighbor_positives)", ge=1)
+    bandwidth: float = option(0.02, "k > 1: neighbour weight kernel width per normalized obs dim (inf = unweighted kNN)",
                               gt=0.0, le=math.inf)
 
     def check(self):
@@ -534,7 +536,7 @@ if __name__ == "__main__":
     a = policy.predict_action(torch.rand(1000, 1, 1) * 2 - 1).flatten()
     print(f"bimodal toy, trained 400 steps in {seconds:.1f}s: {(a > 0.4).float().mean():.2f} of samples near +0.8, "
           f"{(a < -0.4).float().mean():.2f} near -0.8, {(a.abs() < 0.4).float().mean():.2f} in the empty middle")
-    # batch-1 latency of the default network (Push-sized: Do=12, To=2, Th=16, Da=4)
+    # batch-1 latency of the default network (Push-sized: Do=12, To=2, Th=8, Da=4)
     torch.set_num_threads(1)
     policy = DBPPolicy(obs_dim=12, action_dim=4).eval()
     o = np.zeros((1, 2, 12), np.float32)

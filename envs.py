@@ -470,7 +470,9 @@ def make_windows(demo, n_obs_steps, horizon):
 
 class ChunkEnv(gym.Wrapper):
     """Receding-horizon view of a task for evaluation and DBPO's rollouts: one step executes an action chunk
-    (Ta, Da) until the episode ends; reward = their sum; obs = the last To observations (To, Do), padded at reset."""
+    (Ta, Da) until the episode ends; reward = their sum; obs = the last To observations (To, Do), padded at reset.
+    Set .frames to a list to record a rendered frame per env step (needs render_mode="rgb_array")."""
+    frames = None
 
     def __init__(self, env, n_obs_steps, n_action_steps):
         super().__init__(env)
@@ -481,13 +483,19 @@ class ChunkEnv(gym.Wrapper):
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         self.hist, self.ret, self.length = [obs] * self.To, 0.0, 0
+        self._record()
         return np.stack(self.hist), {**info, "chunk_steps": 0}
+
+    def _record(self):
+        if self.frames is not None:
+            self.frames.append(self.env.render())
 
     def step(self, chunk):
         total, n = 0.0, 0
         for action in chunk:
             obs, reward, terminated, truncated, info = self.env.step(action)
             self.hist, total, n = self.hist + [obs], total + reward, n + 1
+            self._record()
             if terminated or truncated:
                 break
         self.hist, self.ret, self.length = self.hist[-self.To:], self.ret + total, self.length + n
@@ -495,20 +503,37 @@ class ChunkEnv(gym.Wrapper):
         return np.stack(self.hist), total, terminated, truncated, info
 
 
-def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False):
+def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None):
     """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it."""
     if worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return ChunkEnv(make_env(task), n_obs_steps, n_action_steps)
+    return ChunkEnv(make_env(task, render_mode), n_obs_steps, n_action_steps)
 
 
-def evaluate(task, policy, n_episodes=50, seed=0, progress=False):
+def video_name(task, reset_seed, outcome):
+    """File name of an episode's video, e.g. push_seed3_success-left.gif."""
+    return f"{resolve_task(task)[0]}_seed{reset_seed}_{outcome}.gif"
+
+
+def write_video(path, frames, fps):
+    """Frames [(H, W, 3) uint8] -> animated GIF at fps (plays in any browser), written atomically."""
+    from PIL import Image  # only here: no imaging cost unless a video is asked for
+    images = [Image.fromarray(f) for f in frames]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    images[0].save(path + ".tmp", format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    os.replace(path + ".tmp", path)
+
+
+def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video_dir="videos"):
     """Seeded receding-horizon rollouts of a chunk policy: an object with n_obs_steps To, n_action_steps Ta and
     predict_action(obs (1, To, Do)) -> chunk (1, Th, Da), whose steps [To-1, To-1+Ta) run before the next query.
-    Episode i resets with eval_seed(seed, i). A sampling policy should use a seeded stream, for repeatability."""
+    Episode i resets with eval_seed(seed, i). A sampling policy should use a seeded stream, for repeatability.
+    The first `video` episodes are rendered to GIFs in video_dir (video_name: reset seed and outcome)."""
     To, Ta = policy.n_obs_steps, policy.n_action_steps
-    env, finals = make_chunk_env(task, To, Ta), []  # finals: the last info of each episode
+    env, finals = make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None), []  # last info of each
+    names = env.unwrapped.mode_names
     for i in tqdm(range(n_episodes), desc=f"eval {resolve_task(task)[0]}", disable=not progress):
+        env.frames = [] if i < video else None
         obs, info = env.reset(seed=eval_seed(seed, i))
         terminated = truncated = False
         while not (terminated or truncated):
@@ -517,8 +542,12 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False):
                 f"predict_action must return (1, >= {To - 1 + Ta}, Da) chunks, got {chunk.shape}"
             obs, _, terminated, truncated, info = env.step(chunk[0, To - 1:To - 1 + Ta])
         finals.append(info)
+        if env.frames is not None:
+            outcome = "failure" if not info["success"] else f"success-{names[info['mode']]}" if names else "success"
+            write_video(os.path.join(video_dir, video_name(task, eval_seed(seed, i), outcome)), env.frames,
+                        env.metadata["render_fps"])
     env.close()
-    n_success, names = sum(f["success"] for f in finals), env.unwrapped.mode_names
+    n_success = sum(f["success"] for f in finals)
     mode_counts = {name: sum(f["success"] and f["mode"] == m for f in finals) for m, name in enumerate(names)}
     return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),
             "n_episodes": n_episodes, "n_success": int(n_success),

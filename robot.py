@@ -50,6 +50,10 @@ class RobotConfig(dbp.SeedConfig):  # seed: sim episode i resets with envs.eval_
     duration_s: float = option(60.0, "run time (s); the sim runs consecutive seeded episodes (each <= 6 s) in it", gt=0.0)
     dry_run: bool = option(False, "no policy: hold the arms where they are (checks loop, safety and backend)")
     stats_json: str = option("", "write the latency/deadline/success statistics to this JSON file")
+    video: int = option(0, "sim: render the first N episodes at the policy rate to GIFs in --video-dir, named by "
+                        "reset seed and outcome. Loop and sim time stand still while a frame renders (~50-100 ms)",
+                        ge=0)
+    video_dir: str = option("runs/robot/videos", "directory of the --video files")
     workspace_low_m: tuple = option(tuple(round(float(v), 4) for v in envs.WS_LOW), "EE targets are clipped into "
                                     "this box: its lower corner x y z (m, world frame; the table top is z = 0)",
                                     ge=-2.0, le=2.0)
@@ -72,6 +76,8 @@ class RobotConfig(dbp.SeedConfig):  # seed: sim episode i resets with envs.eval_
     def check(self):
         if self.backend not in ("sim", "ur"):
             raise dbp.ConfigError("backend", self.backend, "must be 'sim' or 'ur'")
+        if self.video and self.backend != "sim":
+            raise dbp.ConfigError("video", self.video, "needs --backend sim (the ur backend has no camera)")
         if self.workspace_low_m[2] < 0:
             raise dbp.ConfigError("workspace_low_m", self.workspace_low_m, "must not reach below the table (z >= 0)")
         if not all(lo < hi for lo, hi in zip(self.workspace_low_m, self.workspace_high_m)):
@@ -198,7 +204,7 @@ class SimBackend:
     changes only at substeps; its stamp is the wall-clock time of the last one."""
 
     def __init__(self, cfg):
-        self.env = envs.make_env(TASK)
+        self.env = envs.make_env(TASK, render_mode="rgb_array" if cfg.video else None)
         self.u = self.env.unwrapped
         self.physics_hz = self.u.cfg.physics_hz
         self.max_policy_steps = self.env.spec.max_episode_steps   # 60 policy steps = 6 s
@@ -241,6 +247,13 @@ class SimBackend:
 
     def success(self):
         return self.u.score()[1]
+
+    def render(self):
+        """A frame (H, W, 3) uint8, off the clock: simulated time stands still while it renders."""
+        t_s = time.monotonic()
+        frame = self.u.render()
+        self.t0_s, self.state = self.t0_s + time.monotonic() - t_s, None  # restamp the state too
+        return frame
 
     def stop(self):
         if self.env is not None:  # hold: joint targets for the EE where it is now, then release
@@ -314,9 +327,10 @@ class URBackend:
 
 
 # ----------------------------------------------------------------------------- loop
-def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s):
+def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
     """One episode of ticks at cfg.hz until success, the time limit or t_end_s.
-    Adds to lat (seconds per stage) and counts (ticks, missed, skipped) in place.
+    Adds to lat (seconds per stage) and counts (ticks, missed, skipped) in place, and a rendered
+    frame per policy step to frames, if a list.
     Returns (outcome, fault): outcome 'success', 'timeout', 'unfinished' or 'fault'."""
     dt_s, dt_policy_s = 1.0 / cfg.hz, 1.0 / POLICY_HZ
     spin_s = min(cfg.spin_s, dt_s / 4)  # never spin a whole tick: a SCHED_FIFO spinner gets throttled
@@ -338,6 +352,12 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s):
                 return "fault", fault
             j = int(k * dt_s / dt_policy_s + 1e-9)                 # policy step this tick falls in
             if j != j_last:                                        # first tick of policy step j
+                if frames is not None:                             # off the clock, for the loop too
+                    t_s = time.monotonic()
+                    frames.append(robot.render())
+                    paused_s = time.monotonic() - t_s
+                    t_a, t_c, t0_s, t_end_s = t_a + paused_s, t_c + paused_s, t0_s + paused_s, t_end_s + paused_s
+                    counts["paused_s"] += paused_s
                 if j > 0 and robot.success():                      # scored after each step, as env.step
                     return "success", None
                 if robot.max_policy_steps is not None and j >= robot.max_policy_steps:
@@ -393,7 +413,7 @@ def run(cfg, robot, policy=None):
         for _ in range(20):
             policy.predict_action(np.zeros((1, policy.n_obs_steps, OBS_DIM), np.float32))
     lat = {s: [] for s in LATENCY_KEYS}
-    totals = dict(ticks=0, missed=0, skipped=0)
+    totals = dict(ticks=0, missed=0, skipped=0, paused_s=0.0)  # paused_s: rendering --video frames
     safety = Safety(cfg, 1.0 / cfg.hz, robot.joint_lower, robot.joint_upper)
     outcomes, fault, reset_s, load_start = [], None, 0.0, os.getloadavg()[0]
     rt_priority = _set_rt_priority(cfg.rt_priority)
@@ -402,13 +422,16 @@ def run(cfg, robot, policy=None):
     t_start_s = time.monotonic()
     t_end_s = t_start_s + cfg.duration_s
     try:
-        while fault is None and time.monotonic() < t_end_s:
+        while fault is None and time.monotonic() < t_end_s + totals["paused_s"]:
             t_s = time.monotonic()
-            robot.reset(envs.eval_seed(cfg.seed, len(outcomes)))   # between episodes: off the clock
+            seed, frames = envs.eval_seed(cfg.seed, len(outcomes)), [] if len(outcomes) < cfg.video else None
+            robot.reset(seed)                                      # between episodes: off the clock
             reset_s += time.monotonic() - t_s
             safety.reset()
-            outcome, fault = run_episode(cfg, robot, policy, safety, lat, totals, t_end_s)
+            outcome, fault = run_episode(cfg, robot, policy, safety, lat, totals, t_end_s + totals["paused_s"], frames)
             outcomes.append(outcome)
+            if frames:
+                envs.write_video(os.path.join(cfg.video_dir, envs.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
             if outcome == "unfinished":                     # the run's time is up
                 break
     except KeyboardInterrupt:
@@ -425,7 +448,8 @@ def run(cfg, robot, policy=None):
         backend=cfg.backend, hz=cfg.hz, policy_hz=POLICY_HZ, dry_run=policy is None, duration_s=round(elapsed_s, 2),
         ticks=totals["ticks"], deadline_misses=totals["missed"], ticks_skipped=totals["skipped"],
         deadline_met_fraction=1 - (totals["missed"] + totals["skipped"]) / max(1, totals["ticks"] + totals["skipped"]),
-        achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - reset_s),
+        achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - reset_s - totals["paused_s"]),
+        video_render_s=round(totals["paused_s"], 2),
         latency_ms={s: _percentiles(lat[s]) for s in LATENCY_KEYS}, inference_calls=len(lat["inference"]),
         safety_clips=safety.clips, fault=fault,
         episodes=n_done, successes=n_success, success_rate=n_success / n_done if n_done else None,

@@ -343,14 +343,25 @@ def _ctrl_c_once_saved(run, ckpt_path):
     assert run.returncode != 0 and "--resume" in err, err
 
 
+def gif_frames(path):
+    """The frames of an animated GIF as (H, W, 3) uint8 arrays."""
+    from PIL import Image, ImageSequence
+    with Image.open(path) as im:
+        return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
+
+
 def test_train_pretrain_runs_and_a_killed_run_resumes_to_the_same_weights(tmp_path):
-    straight = _train(tmp_path, "--out", "a")
+    straight = _train(tmp_path, "--out", "a", "--video", "1")
     out, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err
     result = json.load(open(tmp_path / "a" / "eval.json"))
     for key in ("success_rate", "ci95", "n_episodes", "mode_fractions", "train_seconds"):
         assert key in result
     assert result["n_episodes"] == 3 and set(result["mode_fractions"]) == {"left", "right"}
+    (video,) = (tmp_path / "a" / "videos").iterdir()                  # --video 1: the first episode only
+    assert re.fullmatch(r"push_seed0_(failure|success-(left|right))\.gif", video.name), video.name
+    frames = gif_frames(video)                                        # one per env step, the reset included
+    assert len(frames) > 1 and frames[0].shape == (240, 320, 3) and not np.array_equal(frames[0], frames[-1])
     assert open(tmp_path / "a" / "log.csv").readline().startswith("step,loss,lr,force_rms")
 
     # SIGKILL (no chance to save) after a checkpoint taken on the clock, not at eval_every. Ctrl-C,
@@ -371,6 +382,7 @@ def test_train_pretrain_runs_and_a_killed_run_resumes_to_the_same_weights(tmp_pa
     assert json.load(open(tmp_path / "c" / "eval.json"))["success_rate"] == result["success_rate"]
     steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "c" / "log.csv")) if r["loss"]]
     assert steps == list(range(100, 2001, 100)), steps                  # each row once, none lost
+    assert not (tmp_path / "c" / "videos").exists()                     # no --video, no rendering
 
 
 def test_resumed_log_drops_rows_past_the_checkpoint_and_a_cut_line(tmp_path):
@@ -428,7 +440,7 @@ def test_a_truncated_demo_cache_is_moved_aside_and_regenerated(tmp_path, capsys)
 MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"),
               ("ent_coef", "0"), ("anchor_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
               ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
-              ("workspace_low_m", "0")}
+              ("workspace_low_m", "0"), ("video", "0")}
 
 
 @pytest.mark.parametrize("parse, cls", [
@@ -641,6 +653,18 @@ def test_short_sim_run_writes_the_stats(tiny_ckpt, tmp_path):
         assert set(stats["latency_ms"][stage]) == {"p50", "p99", "max", "n"}
     assert stats["episodes"] + stats["episodes_unfinished"] >= 1 and len(stats["ci95"]) == 2
     assert set(stats["safety_clips"]) == {"workspace", "gripper", "step"}
+
+
+def test_video_run_writes_a_gif_per_episode_and_keeps_its_deadlines(tiny_ckpt, tmp_path):
+    out = str(tmp_path / "stats.json")
+    args = ["--ckpt", tiny_ckpt, "--duration-s", "1.0", "--video", "1", "--video-dir", str(tmp_path / "v"), "--stats-json", out]
+    assert robot.main(args) == 0
+    stats = json.load(open(out))
+    assert stats["fault"] is None and stats["video_render_s"] > 0 and stats["ticks"] > 50  # rendered off the clock
+    (video,) = (tmp_path / "v").iterdir()
+    assert video.name == "bimanual_seed0_unfinished.gif"               # 1 s of a 6 s episode
+    frames = gif_frames(video)
+    assert len(frames) >= 5 and frames[0].shape == (240, 320, 3)       # one per policy step (10 Hz)
 
 
 def test_dry_run_holds_without_a_policy(tmp_path):

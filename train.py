@@ -57,6 +57,12 @@ class RunConfig(EvalConfig):
     resume: bool = option(False, "continue the run in --out from its checkpoint")
     save_every_s: float = option(60.0, "checkpoint at least this often (s of wall time) besides every eval_every",
                                  gt=0.0)
+    video: int = option(0, "render the first N episodes of the final evaluation to OUT/videos/*.gif, named by reset "
+                        "seed and outcome (0: no rendering cost)", ge=0)
+
+    def check(self):
+        if self.video > self.eval_episodes:
+            raise dbp.ConfigError("video", self.video, f"must be <= eval_episodes = {self.eval_episodes}")
 
 
 @dataclass
@@ -94,12 +100,12 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig):
 
 
 # ----------------------------------------------------------------------------- run plumbing
-def evaluate(policy, task, n_episodes, seed, progress=False):
+def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out=""):
     """envs.evaluate with the policy's noise z drawn from a seeded stream of its own: repeatable,
-    and the training RNG is left where it was."""
+    and the training RNG is left where it was. The first `video` episodes go to out/videos/."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return envs.evaluate(task, policy, n_episodes, seed, progress)
+        return envs.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"))
 
 
 def open_log(out, keys, resume_at):
@@ -253,7 +259,7 @@ def pretrain(cfg, ckpt):
         run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
     run.end_loop()
     train_seconds, t1 = run.seconds, time.time()
-    result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, progress=True)
+    result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
     result.update(task=cfg.task, steps=step, demos=cfg.demos, train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
     return run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
@@ -322,8 +328,8 @@ def finetune(cfg, ckpt, start=None):
                             rng=torch.get_rng_state(), sampler_rng=gen.get_state(), train_seconds=run.seconds,
                             history=history))
 
-    def evaluation(progress=False):
-        r = evaluate(agent.policy, task, cfg.eval_episodes, cfg.seed, progress)
+    def evaluation(final=False):
+        r = evaluate(agent.policy, task, cfg.eval_episodes, cfg.seed, final, cfg.video if final else 0, cfg.out)
         history.append(dict(iteration=it, env_steps=env_steps, minutes=round(run.seconds / 60, 2),
                             success_rate=r["success_rate"], ci95=r["ci95"]))
         return r
@@ -362,7 +368,7 @@ def finetune(cfg, ckpt, start=None):
     finally:
         vec.close()
     run.end_loop()
-    result = evaluation(progress=True)
+    result = evaluation(final=True)
     save()
     result.update(task=task, stage="dbpo", iterations=it, env_steps=env_steps, train_seconds=round(run.seconds, 1),
                   start_ckpt=cfg.ckpt, ckpt=os.path.join(cfg.out, "ckpt.pt"), history=history)
@@ -400,7 +406,7 @@ def resume_config(cfg, given):
     ckpt = dbp.load_checkpoint(ckpt_path)
     saved = dbp.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True))
     for key, value in given.items():
-        if key not in ("out", "resume") and getattr(saved, key) != value:
+        if key not in ("out", "resume", "video") and getattr(saved, key) != value:
             sys.exit(f"error: --{key.replace('_', '-')} {value!r} disagrees with the run being resumed ({getattr(saved, key)!r})")
     return saved, ckpt
 
