@@ -233,7 +233,8 @@ def bench_task(task, cfg):
     for name, (policy, loss_fn) in [(m, models[m]) for m in models if m in {METHODS[w] for w in wanted}]:
         trained[name], train_s[name] = train_policy(policy, loss_fn, len(obs), pcfg, f"{task} {name}")
         print(f"  trained {name:9s} {train_s[name]:6.1f} s  ({cfg.steps / train_s[name]:.1f} steps/s)")
-    train_s["dbp"] += prep_s
+    if "dbp" in train_s:
+        train_s["dbp"] += prep_s
     ddim = DiffusionPolicy(Do, Da, pcfg, cfg.diffusion_steps, "ddim", cfg.ddim_steps)
     if "diffusion" in trained:
         ddim.load_state_dict(trained["diffusion"].state_dict())                      # the same trained model
