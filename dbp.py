@@ -215,9 +215,14 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
     always counts 1, neighbours in the same situation ~1, in a different situation ~0.
     bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    Measured (ALGORITHM.md section 1): it keeps the modes, as k=1 does; on a sparse precise toy
-    (64 samples) it was more precise than k=1 (mean error 0.049 vs 0.083); on dense precise data
-    it costs precision (a 21-dim pushing task, ~14k windows: success 0.82 at k=1, 0.56 at k=16).
+    When it helps and when it hurts (README, positives study; success over 200 seeded episodes,
+    3 seeds): both keep the modes. On push (dense: 200 demos) k=16 at bandwidth 0.02 ties k=1
+    (0.963 vs 0.968); with 20 demos it costs 0.035 (0.70 vs 0.74); unweighted kNN cost 0.25
+    on dense push with 16-step chunks (0.66 vs 0.91).
+    It was more precise than k=1 only on a sparse 1-D toy (64 samples: mean error 0.049 vs
+    0.083), and it costs precision on dense precise data elsewhere (a 21-dim pushing task,
+    ~14k windows: success 0.82 at k=1, 0.56 at k=16). Use it where each observation has too
+    few demonstrations to show its modes, e.g. one action recorded per continuous observation.
     """
     query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
@@ -511,13 +516,15 @@ def load_checkpoint(path):
 # ----------------------------------------------------------------------------- demo
 def bimodal_toy(steps=400, seed=0):
     """Conditional bimodal toy: action = +-0.8 at random whatever the observation. Trains a
-    small DBPPolicy on it (weighted neighbour positives) -> (policy, seconds). Also the
-    stage-1 policy of dbpo.py's demo."""
+    small DBPPolicy on it (weighted neighbour positives, K = 16: every observation has one
+    recorded action, its neighbours hold both modes) -> (policy, seconds). Also the stage-1
+    policy of dbpo.py's demo."""
     torch.manual_seed(seed)
     N = 2000
     obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
     actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
-    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128))
+    cfg = DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16)
+    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=cfg)
     policy.normalizer.fit(obs, actions)
     pos, w = policy.positives(obs, actions)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
