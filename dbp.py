@@ -215,14 +215,12 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
     always counts 1, neighbours in the same situation ~1, in a different situation ~0.
     bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    When it helps and when it hurts (README, positives study; success over 200 seeded episodes,
-    3 seeds): both keep the modes. On push (dense: 200 demos) k=16 at bandwidth 0.02 ties k=1
-    (0.963 vs 0.968); with 20 demos it costs 0.035 (0.70 vs 0.74); unweighted kNN cost 0.25
-    on dense push with 16-step chunks (0.66 vs 0.91).
-    It was more precise than k=1 only on a sparse 1-D toy (64 samples: mean error 0.049 vs
-    0.083), and it costs precision on dense precise data elsewhere (a 21-dim pushing task,
-    ~14k windows: success 0.82 at k=1, 0.56 at k=16). Use it where each observation has too
-    few demonstrations to show its modes, e.g. one action recorded per continuous observation.
+    When it helps and when it hurts (README, positives study, 3 seeds): on push, k=16 at bandwidth
+    0.02 ties k=1 with 200 demos (0.963 vs 0.968 over 200 episodes) and costs 0.035 with 20 (0.70
+    vs 0.74); unweighted it costs far more (0.31 vs 0.77, 20 demos). It beat k=1 only on a sparse
+    1-D toy (64 samples: mean error 0.049 vs 0.083) and cost precision on a dense 21-dim pushing
+    task elsewhere (0.82 at k=1, 0.56 at k=16). Use it when each observation has too few
+    demonstrations to show its modes (one recorded action per continuous observation).
     """
     query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
