@@ -217,8 +217,8 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
     When it helps and when it hurts (README, positives study, 3 seeds): on push, k=16 at bandwidth
     0.02 ties k=1 with 200 demos (0.963 vs 0.968 over 200 episodes) and costs 0.035 with 20 (0.70
-    vs 0.74); unweighted it costs far more (0.31 vs 0.77, 20 demos). It beat k=1 only on a sparse
-    1-D toy (64 samples: mean error 0.049 vs 0.083) and cost precision on a dense 21-dim pushing
+    vs 0.74); unweighted it costs far more (0.31 vs 0.77, 20 demos). It beat k=1 on lift with 20
+    demos (0.93 vs 0.84), on a sparse 1-D toy (64 samples: mean error 0.049 vs 0.083); it cost precision on a dense 21-dim pushing
     task elsewhere (0.82 at k=1, 0.56 at k=16). Use it when each observation has too few
     demonstrations to show its modes (one recorded action per continuous observation).
     """
