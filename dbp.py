@@ -129,8 +129,7 @@ class SeedConfig(Config):
 @dataclass
 class DBPConfig(Config):
     """The policy and its drift loss (ALGORITHM.md section 1); train.py's stage config inherits it."""
-    horizon: int = option(8, "action chunk length Th predicted per network evaluation (paper: 16; 8 is more "
-                          "precise on push, README)", ge=1)
+    horizon: int = option(8, "action chunk length Th per network evaluation (paper: 16; 8: more precise on push)", ge=1)
     n_obs_steps: int = option(2, "observation history To fed to the policy", ge=1)
     n_action_steps: int = option(2, "actions Ta executed from each chunk before re-planning (short: closed loop)", ge=1)
     hidden_dim: int = option(256, "width of the generator MLP", ge=1)
@@ -215,12 +214,10 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
     always counts 1, neighbours in the same situation ~1, in a different situation ~0.
     bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    When it helps and when it hurts (README, positives study, 3 seeds): on push, k=16 at bandwidth
-    0.02 ties k=1 with 200 demos (0.963 vs 0.968 over 200 episodes) and costs 0.035 with 20 (0.70
-    vs 0.74); unweighted it costs far more (0.31 vs 0.77, 20 demos). It beat k=1 on lift with 20
-    demos (0.93 vs 0.84), on a sparse 1-D toy (64 samples: mean error 0.049 vs 0.083); it cost precision on a dense 21-dim pushing
-    task elsewhere (0.82 at k=1, 0.56 at k=16). Use it when each observation has too few
-    demonstrations to show its modes (one recorded action per continuous observation).
+    When it helps (README, positives study, 3 seeds): with 20 demos it beat k=1 on lift (0.93 vs
+    0.84) and on a 1-D toy (mean error 0.049 vs 0.083), lost on push (0.70 vs 0.74 over 200
+    episodes); with 200 it tied on push (0.963 vs 0.968) and cost precision on a 21-dim pushing
+    task elsewhere (0.82 at k=1, 0.56 at k=16). Unweighted it costs far more (push, 20 demos: 0.31).
     """
     query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
