@@ -310,7 +310,10 @@ EXPERT_STEP_M = 0.03  # expert moves its EE at most this far per step (below max
 
 class PushExpert:
     """Get behind the block (opposite the goal), lower closed fingers, push through its centre; back off if it turns."""
-    HOVER_Z, PUSH_Z, CONTACT, AHEAD = 0.08, 0.02, 0.045, 0.005  # heights, EE-block gap pushing, target overshoot (m)
+    HOVER_Z, PUSH_Z, CONTACT = 0.08, 0.02, 0.045  # heights, EE-block gap pushing (m)
+    # Aim 3 cm past the block centre and back off once the hand is 1 cm off the push line: 99.6 % success over 1200
+    # seeded episodes, against 97 % with (0.5 cm, 2 cm), whose looser pushes turned the block into timeouts.
+    AHEAD, LATERAL = 0.03, 0.01
 
     def __init__(self, env, rng, noise_m):
         self.rng, self.noise_m, self.mode = rng, noise_m, int(rng.integers(2))  # 50/50 goal choice: the multimodality
@@ -321,7 +324,7 @@ class PushExpert:
         d = (self.goal - block) / (np.linalg.norm(self.goal - block) + 1e-9)  # push direction
         along, lat = rel @ d, np.linalg.norm(rel - (rel @ d) * d)
         if ee[2] < 0.05:
-            if along < -0.025 and lat < 0.02:  # behind the block: push through its centre
+            if along < -0.025 and lat < self.LATERAL:  # behind the block: push through its centre
                 return np.array([*(block + d * self.AHEAD), self.PUSH_Z])
             return np.array([*ee[:2], self.HOVER_Z])  # low but misplaced: back off upwards
         pre = block - d * (self.CONTACT + 0.02)
@@ -373,6 +376,9 @@ def make_expert(env, rng, noise_m=0.004):
 
 # ----------------------------------------------------------------------------- demonstrations
 
+DEMO_VERSION = 2  # of the experts: a cached demo file of another version is regenerated (2: push's AHEAD, LATERAL)
+
+
 def demo_seed(seed, i):
     """Reset seed of demo episode i (disjoint from eval_seed for seed < 100, i < 10_000)."""
     return 1_000_000 + seed * 10_000 + i
@@ -399,13 +405,15 @@ def expert_episode(env, reset_seed):
 def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
     """Save n_episodes successful noisy-expert rollouts (<= 2 * n_episodes tries) to {cache_dir}/{short}_n{N}_s{seed}.npz:
     obs (T, Do), actions (T, Da), episode_ends (E,) (exclusive cumulative, as in Diffusion Policy's replay buffer) and
-    modes (E,). Returns the path. A cached file is reused; an unreadable one is moved to *.corrupt and regenerated."""
+    modes (E,), version (). Returns the path. A cached file of this DEMO_VERSION is reused; one of another version is
+    regenerated; an unreadable one is moved to *.corrupt and regenerated."""
     short, _ = resolve_task(task)
     path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}.npz")
     if os.path.exists(path):
         try:
-            load_demos(path)
-            return path
+            if int(load_demos(path).get("version", 1)) == DEMO_VERSION:
+                return path
+            print(f"note: {path} was made by an older expert; regenerating it")
         except ValueError as e:
             os.replace(path, path + ".corrupt")
             print(f"warning: {e}; moved it to {path}.corrupt and regenerating")
@@ -423,7 +431,8 @@ def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
         raise RuntimeError(f"expert for {short} too unreliable: {len(eps)}/{n_episodes} successes in {2 * n_episodes} tries")
     obs, actions, modes = zip(*eps)
     data = {"obs": np.concatenate(obs).astype(np.float32), "actions": np.concatenate(actions).astype(np.float32),
-            "episode_ends": np.cumsum([len(o) for o in obs]).astype(np.int64), "modes": np.array(modes, dtype=np.int64)}
+            "episode_ends": np.cumsum([len(o) for o in obs]).astype(np.int64), "modes": np.array(modes, dtype=np.int64),
+            "version": np.array(DEMO_VERSION)}
     os.makedirs(cache_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)  # same dir: os.replace is atomic
     try:

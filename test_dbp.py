@@ -435,6 +435,18 @@ def test_a_truncated_demo_cache_is_moved_aside_and_regenerated(tmp_path, capsys)
     assert os.path.exists(path + ".corrupt") and all(np.array_equal(good[k], envs.load_demos(path)[k]) for k in good)
 
 
+def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
+    path = envs.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False)
+    good = envs.load_demos(path)
+    assert int(good["version"]) == envs.DEMO_VERSION
+    np.savez(path, **{k: v for k, v in good.items() if k != "version"}, actions_old=good["actions"])  # version 1: none
+    assert envs.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False) == path
+    assert "older expert" in capsys.readouterr().out
+    new = envs.load_demos(path)
+    assert "actions_old" not in new and int(new["version"]) == envs.DEMO_VERSION
+    assert all(np.array_equal(good[k], new[k]) for k in good)
+
+
 # Every numeric flag of every entry point, given -1, nan or 0: a one-line refusal naming the flag,
 # except where the value means something. Those are listed here, so a new flag without a range fails.
 MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"),
@@ -882,14 +894,27 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(deployed.state_dict().values(), policy.state_dict().values()))
 
 
+def test_train_dbpo_finds_the_default_stage1_run_and_checks_the_task(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _save("runs/pretrain-push-s3/ckpt.pt", "push", 9, 4)                 # where `--stage pretrain --seed 3` saves
+    _, cfg, given = train.parse(["--stage", "dbpo", "--seed", "3"])
+    policy, task = train.load_stage1(cfg, given)
+    assert task == "push" and cfg.ckpt == os.path.join("runs", "pretrain-push-s3", "ckpt.pt") and policy.obs_dim == 9
+    _, cfg, given = train.parse(["--stage", "dbpo", "--ckpt", cfg.ckpt, "--task", "lift"])
+    with pytest.raises(ValueError, match="--task lift disagrees with the task of .* \\(push\\)"):
+        train.load_stage1(cfg, given)
+
+
 @pytest.mark.parametrize("make, message", [
-    (lambda d: None, "--ckpt PATH is required"),
+    (lambda d: None, "no stage-1 checkpoint at runs/pretrain-push-s0/ckpt.pt; make it with `python train.py "
+                     "--stage pretrain --task push --seed 0`"),
     (lambda d: d + "/missing.pt", "no checkpoint at"),
     (lambda d: open(d + "/junk.pt", "wb").write(b"junk") and d + "/junk.pt", "not a readable checkpoint"),
     (lambda d: _save(d + "/notask.pt", None, 9, 4), "missing the field 'task'"),
     (lambda d: _save(d + "/dims.pt", "lift", 14, 4), "'obs_dim' is 14, expected 9"),
 ])
-def test_train_dbpo_refuses_bad_checkpoints_clearly(tmp_path, make, message):
+def test_train_dbpo_refuses_bad_checkpoints_clearly(tmp_path, make, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)                                             # no runs/ here: the default --ckpt is missing
     path = make(str(tmp_path))
     with pytest.raises(SystemExit) as e:
         train.main(["--stage", "dbpo", "--out", str(tmp_path / "run")] + ([] if path is None else ["--ckpt", path]))

@@ -84,7 +84,9 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig):
 @dataclass
 class DBPOStageConfig(RunConfig, dbpo.DBPOConfig):
     """Stage 2 run settings; the PPO coefficients come from dbpo.DBPOConfig."""
-    ckpt: str = option("", "stage-1 (or DBPO) checkpoint to fine-tune; required for a new run")
+    ckpt: str = option("", "stage-1 (or DBPO) checkpoint to fine-tune ('': runs/pretrain-<task>-s<seed>/ckpt.pt, "
+                       "where `--stage pretrain` with the same --task and --seed saves it)")
+    task: str = option(envs.DEFAULT_TASK, "task of the default --ckpt; a checkpoint given by --ckpt brings its own")
     iterations: int = option(300, "PPO iterations, each a rollout of n_envs x n_decisions then an update", ge=1)
     n_envs: int = option(8, "parallel environments N, each in its own worker process", ge=1)
     n_decisions: int = option(32, "decisions T per env per iteration; a decision executes Ta env steps", ge=1)
@@ -266,13 +268,21 @@ def pretrain(cfg, ckpt):
 
 
 # ----------------------------------------------------------------------------- stage 2
-def load_stage1(path):
-    """The checkpoint to fine-tune, checked against its task's env -> (policy, task)."""
-    if not path:
-        raise ValueError("--ckpt PATH is required: the stage-1 checkpoint to fine-tune (or --out DIR --resume)")
+def load_stage1(cfg, given):
+    """The checkpoint to fine-tune (--ckpt, else the default stage-1 run of --task and --seed), checked against its
+    task's env -> (policy, task). Sets cfg.ckpt to the path used."""
+    if not cfg.ckpt:
+        task = envs.resolve_task(cfg.task)[0]
+        cfg.ckpt = os.path.join("runs", f"pretrain-{task}-s{cfg.seed}", "ckpt.pt")
+        if not os.path.exists(cfg.ckpt):
+            raise ValueError(f"no stage-1 checkpoint at {cfg.ckpt}; make it with `python train.py --stage pretrain "
+                             f"--task {task} --seed {cfg.seed}`, or pass --ckpt PATH")
+    path = cfg.ckpt
     ckpt = dbp.load_checkpoint(path)
     if "task" not in ckpt:
         raise ValueError(f"{path} is missing the field 'task' (not written by train.py?)")
+    if "task" in given and envs.resolve_task(cfg.task)[0] != ckpt["task"]:
+        raise ValueError(f"--task {cfg.task} disagrees with the task of {path} ({ckpt['task']})")
     env = envs.make_env(ckpt["task"])
     dims = dict(obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0])
     env.close()
@@ -418,7 +428,7 @@ def main(argv=None):
         if stage == "pretrain":
             task = envs.resolve_task(cfg.task)[0]
         elif not (cfg.resume and cfg.out):                   # the stage-1 checkpoint, read once
-            start = load_stage1(cfg.ckpt)
+            start = load_stage1(cfg, given)
             task = start[1]
         cfg.out = cfg.out or os.path.join("runs", f"{stage}-{task}-s{cfg.seed}")
         cfg, ckpt = resume_config(cfg, given)
