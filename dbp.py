@@ -214,11 +214,9 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
     always counts 1, neighbours in the same situation ~1, in a different situation ~0.
     bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    When it helps (README, positives study, 3 seeds, k=16, bandwidth 0.02): with 20 demos it beat
-    k=1 on lift (0.93 vs 0.84) and on a 1-D toy (mean error 0.049 vs 0.083), lost on push (0.67 vs
-    0.74); with 200 it tied k=1 on all three tasks (push 0.972 vs 0.972 over 600 episodes) and cost
-    precision on a 21-dim pushing task elsewhere (0.82 at k=1, 0.56 at k=16). Unweighted it costs far
-    more (push: 0.27 with 20 demos, 0.61 with 200).
+    Measured (README study, 3 seeds, k=16, bandwidth 0.02): with 20 demos it beat k=1 on lift (0.93 vs 0.84)
+    and a 1-D toy, lost on push (0.67 vs 0.74); with 200 it tied k=1 on every task, and cost precision on a
+    21-dim pushing task elsewhere (0.82 at k=1, 0.56). Unweighted: push 0.27 / 0.61 (20 / 200 demos).
     """
     query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
@@ -519,8 +517,7 @@ def bimodal_toy(steps=400, seed=0):
     N = 2000
     obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
     actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
-    cfg = DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16)
-    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=cfg)
+    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16))
     policy.normalizer.fit(obs, actions)
     pos, w = policy.positives(obs, actions)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
