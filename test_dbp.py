@@ -900,7 +900,9 @@ def test_train_dbpo_finds_the_default_stage1_run_and_checks_the_task(tmp_path, m
     _, cfg, given = train.parse(["--stage", "dbpo", "--seed", "3"])
     policy, task = train.load_stage1(cfg, given)
     assert task == "push" and cfg.ckpt == os.path.join("runs", "pretrain-push-s3", "ckpt.pt") and policy.obs_dim == 9
-    _, cfg, given = train.parse(["--stage", "dbpo", "--ckpt", cfg.ckpt, "--task", "lift"])
+    _, cfg, given = train.parse(["--stage", "dbpo", "--ckpt", _save("lift.pt", "lift", 9, 4)])
+    assert train.load_stage1(cfg, given)[1] == "lift" and cfg.task == "lift"    # recorded in the run's config
+    _, cfg, given = train.parse(["--stage", "dbpo", "--ckpt", "runs/pretrain-push-s3/ckpt.pt", "--task", "lift"])
     with pytest.raises(ValueError, match="--task lift disagrees with the task of .* \\(push\\)"):
         train.load_stage1(cfg, given)
 

@@ -270,7 +270,7 @@ def pretrain(cfg, ckpt):
 # ----------------------------------------------------------------------------- stage 2
 def load_stage1(cfg, given):
     """The checkpoint to fine-tune (--ckpt, else the default stage-1 run of --task and --seed), checked against its
-    task's env -> (policy, task). Sets cfg.ckpt to the path used."""
+    task's env -> (policy, task). Sets cfg.ckpt and cfg.task to the checkpoint used and its task."""
     if not cfg.ckpt:
         task = envs.resolve_task(cfg.task)[0]
         cfg.ckpt = os.path.join("runs", f"pretrain-{task}-s{cfg.seed}", "ckpt.pt")
@@ -283,6 +283,7 @@ def load_stage1(cfg, given):
         raise ValueError(f"{path} is missing the field 'task' (not written by train.py?)")
     if "task" in given and envs.resolve_task(cfg.task)[0] != ckpt["task"]:
         raise ValueError(f"--task {cfg.task} disagrees with the task of {path} ({ckpt['task']})")
+    cfg.task = ckpt["task"]                                           # the run's config records the real task
     env = envs.make_env(ckpt["task"])
     dims = dict(obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0])
     env.close()
