@@ -70,7 +70,7 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig):
     """Stage 1: DBP from demonstrations; the policy and drift-loss fields come from dbp.DBPConfig."""
     task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}")
     steps: int = option(15000, "gradient steps", ge=1)
-    batch_size: int = option(64, "observations per batch (B); each gets n_samples (G) generated chunks, so a step "
+    batch_size: int = option(128, "observations per batch (B); each gets n_samples (G) generated chunks, so a step "
                              "runs the generator on B*G samples", ge=1)
     lr: float = option(3e-4, "AdamW peak learning rate (cosine schedule after warmup)", gt=0.0)
     weight_decay: float = option(1e-6, "AdamW weight decay", ge=0.0)
