@@ -31,33 +31,48 @@ import dbp
 
 NOBS_CLAMP = 5.0  # the critic sees normalized obs clipped to +-this (demo data spans +-1)
 # What ppo_update returns, in log.csv's order (CleanRL's names).
-METRICS = ("losses/policy", "losses/value", "losses/anchor", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+METRICS = ("losses/policy", "losses/value", "losses/anchor", "losses/mode", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
            "losses/explained_variance", "charts/minibatches")
 option = dbp.option
 
 
 @dataclass
 class DBPOConfig(dbp.Config):
-    """PPO coefficients: ALGORITHM.md section 2 (the paper's values unless marked ours)."""
+    """PPO coefficients: ALGORITHM.md section 2, the paper's values unless marked ours or measured
+    (README: with the paper's std, clip and actor lr, PRESETS["paper"], push stayed flat)."""
     gamma: float = option(0.99, "discount per decision (one decision = Ta env steps)", ge=0.0, le=1.0)
     gae_lambda: float = option(0.95, "GAE lambda", ge=0.0, le=1.0)
-    clip_coef: float = option(0.02, "PPO clip on the ratio of per-dimension-averaged likelihoods, eq. (11)", gt=0.0)
-    logprob_min: float = option(-2.0, "per-dimension log-probs are clamped below at this value before averaging, "
-                                "eq. (6)", lt=0.0)
+    clip_coef: float = option(0.1, "PPO clip on the ratio of per-dimension-averaged likelihoods, eq. (11) "
+                              "(measured; the paper: 0.02)", gt=0.0)
+    logprob_min: float = option(-2.0, "log-probs, averaged over the executed dims, are clamped below at this value "
+                                "(eq. 6, as the authors' code)", lt=0.0)
     vf_coef: float = option(0.5, "value-loss coefficient, eq. (15)", gt=0.0)
     ent_coef: float = option(0.01, "entropy-bonus coefficient, eq. (15)", ge=0.0)
-    anchor_coef: float = option(1.0, "anchor coefficient, eq. (14): MSE(mu_theta(o, z), mu_old(o, z)) in normalized "
-                                "action units", ge=0.0)
+    anchor_coef: float = option(1.0, "anchor coefficient, eq. (14): squared error of mu_theta(o, z) against "
+                                "mu_old(o, z) (normalized units) summed over the chunk, divided by the executed Ta*Da "
+                                "dims (ours: each executed dim is held as when Th = Ta)", ge=0.0)
+    anchor_over_chunk: bool = option(False, "divide the anchor by all Th*Da dims of the chunk instead, the paper's MSE: "
+                                     "Th/Ta times weaker on what is executed")
+    anchor_focus: float = option(0.0, "weight each observation's anchor by (spread / its mean over the rollout) ** "
+                                 "anchor_focus, spread being how far apart the frozen generator's chunks lie there "
+                                 "(ours; README): > 0 holds the anchor where modes are chosen (0: uniform, the paper)", ge=0.0)
+    mode_coef: float = option(0.0, "weight of the mode anchor (ours, off by default: README): dbp.drift_loss pulls "
+                              "mode_samples fresh chunks of mu_theta(o, .) toward as many of the frozen mu_old(o, .) at "
+                              "each observation, to hold each mode's stage-1 share where the mode is chosen", ge=0.0)
+    mode_samples: int = option(8, "chunks per observation on each side of the mode anchor", ge=2)
     max_grad_norm: float = option(0.5, "gradient-norm clip, of the actor and of the critic each", gt=0.0)
     target_kl: float = option(0.02, "stop the update early once approx-KL exceeds this (inf: never)",
                               gt=0.0, le=math.inf)
-    actor_lr: float = option(1e-5, "AdamW learning rate of the generator and std head (cosine)", gt=0.0)
-    critic_lr: float = option(1e-4, "AdamW learning rate of the critic (cosine)", gt=0.0)
+    actor_lr: float = option(3e-5, "peak AdamW learning rate of the generator and std head (measured; the paper: "
+                             "1e-5)", gt=0.0)
+    critic_lr: float = option(1e-4, "peak AdamW learning rate of the critic", gt=0.0)
+    lr_warmup_iters: int = option(10, "the actor lr rises linearly over its first updates, then follows a cosine", ge=0)
+    lr_floor: float = option(0.3, "the cosine ends at this fraction of the peak lr (actor and critic)", ge=0.0, le=1.0)
     update_epochs: int = option(5, "passes over each rollout (ours)", ge=1)
     minibatch_size: int = option(128, "decisions per minibatch (ours)", ge=2)
     critic_warmup_iters: int = option(5, "first iterations update the critic only (ours: 'a few')", ge=0)
-    std_init: float = option(0.03, "initial action std in normalized units, eq. (5): the log-std head's bias is "
-                             "log std_init", gt=0.0)
+    std_init: float = option(0.1, "initial action std in normalized units, eq. (5): the log-std head's bias is "
+                             "log std_init (measured; the paper: 0.03)", gt=0.0)
     std_min: float = option(0.03, "lower clamp of the std (normalized units)", gt=0.0)
     std_max: float = option(0.10, "upper clamp of the std (normalized units)", gt=0.0)
     critic_hidden: int = option(256, "critic MLP width (3 hidden layers, Mish)", ge=1)
@@ -66,6 +81,10 @@ class DBPOConfig(dbp.Config):
         if not self.std_min <= self.std_init <= self.std_max:
             raise dbp.ConfigError("std_init", self.std_init,
                                   f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")
+
+
+# The paper's coefficients where our defaults differ (ALGORITHM.md section 2): DBPOConfig(**PRESETS["paper"]).
+PRESETS = {"paper": dict(clip_coef=0.02, actor_lr=1e-5, std_init=0.03, anchor_over_chunk=True)}
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -143,9 +162,10 @@ class DBPOAgent(nn.Module):
         return mu_chunk[:, self.exec], log_std.exp(), mu_chunk
 
     def log_prob(self, mu, std, na):
-        """Gaussian log-density per dimension, clamped below, averaged over the Ta*Da dims (eq. 6)."""
+        """Gaussian log-density averaged over the Ta*Da dims, then clamped below (eq. 6). Clamping each
+        dim first would zero the gradient of a whole sample whenever one of its dims lies far out."""
         logp = -0.5 * ((na - mu) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)   # (N, Ta*Da)
-        return logp.clamp_min(self.cfg.logprob_min).mean(-1)
+        return logp.mean(-1).clamp_min(self.cfg.logprob_min)
 
     def observe_rewards(self, rewards):
         """Fold a rollout's rewards into the running moments behind reward_std."""
@@ -194,14 +214,40 @@ class DBPOAgent(nn.Module):
         for buf, bound in ((self.nact_low, low), (self.nact_high, high)):
             buf.copy_(p.normalizer.normalize_actions(torch.as_tensor(bound, dtype=torch.float32)).repeat(self.Ta))
 
-    def recompute(self, c, z, na):
-        """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,), anchor loss."""
+    def recompute(self, c, z, na, weights=None, generator=None):
+        """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,), anchor loss (each
+        sample weighted by weights (B,), None = 1), and the mode anchor (0 when mode_coef is 0), which
+        draws fresh noise from `generator`."""
         mu, std, mu_chunk = self.distribution(c, z)
         entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)          # eq. (13)
         with torch.no_grad():
             mu_old = self.anchor(z, c)
-        anchor = F.mse_loss(mu_chunk, mu_old)   # eq. (14), full chunk: keeps the unexecuted steps near stage 1 too
-        return self.log_prob(mu, std, na), entropy, self._value(c), anchor
+        dims = mu_chunk.shape[1] if self.cfg.anchor_over_chunk else self.Ta * self.policy.action_dim
+        sq = (mu_chunk - mu_old).pow(2).sum(-1)                        # eq. (14), the whole chunk in the sum
+        anchor = (sq if weights is None else weights * sq).mean() / dims
+        return self.log_prob(mu, std, na), entropy, self._value(c), anchor, self.mode_anchor(c, generator)
+
+    @torch.no_grad()
+    def spread(self, c, generator=None):
+        """How far apart the frozen generator's chunks lie at each condition c (B, To*Do): the mean
+        squared distance of mode_samples chunks mu_old(c, z) from their mean, (B,). Large where the
+        demonstrations hold several modes and the noise picks one; small where one is carried out."""
+        z = torch.randn(len(c), self.cfg.mode_samples, self.policy.horizon * self.policy.action_dim, generator=generator)
+        chunks = self.anchor(z, c[:, None])                                                            # (B, G, L)
+        return (chunks - chunks.mean(1, keepdim=True)).pow(2).sum(-1).mean(1)
+
+    def mode_anchor(self, c, generator=None):
+        """Drift loss of G fresh chunks mu_theta(c, z) against G of the frozen mu_old(c, z') per condition
+        c (B, To*Do): zero force once the two sets of chunks have the same distribution, whichever z
+        makes which. The per-z anchor alone lets PPO move the z's of a weaker mode over to a stronger
+        one where the mode is chosen; this pulls the share of each mode back."""
+        if self.cfg.mode_coef == 0:
+            return torch.zeros(())
+        z = torch.randn(2, len(c), self.cfg.mode_samples, self.policy.horizon * self.policy.action_dim,
+                        generator=generator)                                                   # (2, B, G, L)
+        with torch.no_grad():
+            pos = self.anchor(z[1], c[:, None])                                                        # (B, G, L)
+        return dbp.drift_loss(self.policy.net(z[0], c[:, None]), pos, temperatures=self.policy.cfg.temperatures)[0]
 
 
 # ----------------------------------------------------------------------------- rollout buffer
@@ -230,14 +276,23 @@ class RolloutBuffer:
 
 
 # ----------------------------------------------------------------------------- PPO update
+def lr_factor(it, n, warmup, floor):
+    """Learning rate of update `it` of n, as a fraction of the peak: linear warm-up over `warmup`
+    updates, then a cosine from 1 down to `floor`."""
+    if it < warmup:
+        return (it + 1) / warmup
+    progress = min(1.0, (it - warmup) / max(1, n - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def make_optimizers(agent, cfg, n_iterations):
-    """AdamW for actor and critic, each with a cosine schedule over its own updates (the actor
-    sits out the critic warm-up). Returns (optimizers, schedulers) for ppo_update()."""
+    """AdamW for actor and critic, each with its schedule (lr_factor) over its own updates: the actor
+    sits out the critic warm-up and then warms up itself. Returns (optimizers, schedulers) for ppo_update()."""
     opts = [torch.optim.AdamW(agent.actor_parameters(), lr=cfg.actor_lr),
             torch.optim.AdamW(agent.critic.parameters(), lr=cfg.critic_lr)]
-    cosine = lambda n: lambda it: 0.5 * (1 + math.cos(math.pi * min(1.0, it / max(1, n))))
-    n_actor = n_iterations - cfg.critic_warmup_iters
-    return opts, [torch.optim.lr_scheduler.LambdaLR(o, cosine(n)) for o, n in zip(opts, (n_actor, n_iterations))]
+    plans = ((n_iterations - cfg.critic_warmup_iters, cfg.lr_warmup_iters), (n_iterations, 0))
+    schedule = lambda n, w: lambda it: lr_factor(it, n, w, cfg.lr_floor)
+    return opts, [torch.optim.lr_scheduler.LambdaLR(o, schedule(n, w)) for o, (n, w) in zip(opts, plans)]
 
 
 def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=False, generator=None):
@@ -253,10 +308,15 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
                               buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
     b = {k: buffer[k].reshape(B, *buffer[k].shape[2:]) for k in ("c", "z", "na", "logprob", "value")}
     b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
+    weights = None
+    if cfg.anchor_focus > 0:                                              # the anchor where modes are chosen
+        weights = agent.spread(b["c"], generator).pow(cfg.anchor_focus)
+        weights = weights / weights.mean().clamp_min(1e-12)
     stats, stop = [], False
     for _ in range(cfg.update_epochs):
         for mb in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
-            new_logprob, entropy, new_value, anchor = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb])
+            new_logprob, entropy, new_value, anchor, mode = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb],
+                                                                         None if weights is None else weights[mb], generator)
             log_ratio = new_logprob - b["logprob"][mb]                   # eq. (10), same stored z
             ratio = log_ratio.exp()
             with torch.no_grad():
@@ -268,7 +328,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
             v_loss = F.mse_loss(new_value, b_returns[mb])                                                      # (12)
             loss = cfg.vf_coef * v_loss
             if not critic_only:                                                                   # eq. (15)
-                loss = loss + pg_loss - cfg.ent_coef * entropy.mean() + cfg.anchor_coef * anchor
+                loss = loss + pg_loss - cfg.ent_coef * entropy.mean() + cfg.anchor_coef * anchor + cfg.mode_coef * mode
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -277,8 +337,8 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
             critic_opt.step()
             if not critic_only:
                 actor_opt.step()
-            stats.append([pg_loss.item(), v_loss.item(), anchor.item(), entropy.mean().item(), approx_kl.item(),
-                          clipfrac.item()])                                  # METRICS[:6]
+            stats.append([pg_loss.item(), v_loss.item(), anchor.item(), mode.item(), entropy.mean().item(),
+                          approx_kl.item(), clipfrac.item()])                # METRICS[:7]
             if not critic_only and approx_kl > cfg.target_kl:
                 stop = True   # the policy moved far enough for this rollout
                 break
@@ -293,14 +353,15 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
 
 
 # ----------------------------------------------------------------------------- demo
-def bimodal_bandit(iterations=80, seed=0, target=0.6, cfg=None):
+def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None):
     """Toy check of the whole loop. Stage 1 learns a = +-0.8 at random (whatever the obs);
-    DBPO then fine-tunes it on one-step episodes with reward -min(|a - target|, |a + target|),
-    so both modes should move inward to +-target and stay balanced. Returns the deployed
-    policy's mean reward and fraction of positive actions, before and after, and the last stats."""
+    DBPO then fine-tunes it on one-step episodes with reward -min(|a - target|, |a + target| + prefer),
+    so both modes should move inward to +-target and stay balanced, even when prefer > 0 makes the
+    positive mode pay a little more. Returns the deployed policy's mean reward and fraction of
+    positive actions, before and after, and the last stats."""
     policy, _ = dbp.bimodal_toy(seed=seed)
 
-    reward = lambda a: -np.minimum(np.abs(a - target), np.abs(a + target))
+    reward = lambda a: -np.minimum(np.abs(a - target), np.abs(a + target) + prefer)
     def deployed(p):  # one pass of mu_theta(o, z), std head dropped
         a = p.predict_action(np.random.default_rng(seed).uniform(-1, 1, (1000, 1, 1)).astype(np.float32)).ravel()
         return dict(reward=float(reward(a).mean()), positive=float((a > 0).mean()))

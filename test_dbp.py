@@ -256,6 +256,19 @@ def test_render_returns_an_rgb_image():
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
 
 
+@pytest.mark.parametrize("task, worst", [("push", -0.45), ("lift", -0.9), ("bimanual", -0.9)])
+def test_a_lost_object_costs_a_bounded_reward(task, worst):
+    import pybullet as p
+    env = envs.make_env(task)
+    env.reset(seed=0)
+    u = env.unwrapped
+    body = u.objects[0] if task != "push" else u.block
+    p.resetBasePositionAndOrientation(body, [0.3, 0.5, -4.0], [0, 0, 0, 1], physicsClientId=u.cid)  # fell through
+    reward = env.step(env.action_space.sample())[1]
+    env.close()
+    assert worst <= reward < -0.2, reward                                  # unbounded, it was below -4
+
+
 def test_push_experts_use_both_modes_and_averaging_them_fails():
     env = envs.make_env("push")
     u = env.unwrapped
@@ -449,7 +462,7 @@ def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
 
 # Every numeric flag of every entry point, given -1, nan or 0: a one-line refusal naming the flag,
 # except where the value means something. Those are listed here, so a new flag without a range fails.
-MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"),
+MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"), ("anchor_focus", "0"), ("mode_coef", "0"),
               ("ent_coef", "0"), ("anchor_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
               ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
               ("workspace_low_m", "0"), ("video", "0")}
@@ -795,12 +808,12 @@ def test_dbpo_logprobs_recomputed_from_the_stored_z_reproduce_the_rollout():
     agent = _agent()
     b = _rollout(agent)
     c, z, na = (b[k].flatten(0, 1) for k in ("c", "z", "na"))
-    logprob, entropy, value, anchor = agent.recompute(c, z, na)
+    logprob, entropy, value, anchor, _ = agent.recompute(c, z, na)
     assert torch.allclose(logprob, b["logprob"].flatten(), atol=1e-6) and torch.allclose(value, b["value"].flatten(), atol=1e-6)
     other, *_ = agent.recompute(c, torch.randn_like(z), na)                 # z matters: a fresh z changes them
     assert (other - logprob).abs().max() > 0.1
     mu, std, _ = agent.distribution(c, z)                                  # sampled within mu +- 3 std
-    assert ((na - mu).abs() <= 3 * std + 1e-6).all() and torch.allclose(std, torch.full_like(std, 0.03))
+    assert ((na - mu).abs() <= 3 * std + 1e-6).all() and torch.allclose(std, torch.full_like(std, agent.cfg.std_init))
 
 
 def test_dbpo_first_update_has_ratio_one_and_zero_anchor_then_moves_the_actor():
@@ -818,6 +831,49 @@ def test_dbpo_first_update_has_ratio_one_and_zero_anchor_then_moves_the_actor():
     dbpo.ppo_update(critic_only, _rollout(critic_only), torch.zeros(5), *dbpo.make_optimizers(critic_only, critic_only.cfg, 10),
                     critic_only.cfg, critic_only=True)
     assert all(torch.equal(before[k], v) for k, v in critic_only.policy.state_dict().items())
+
+
+def test_dbpo_logprob_clamps_the_average_so_one_far_dimension_keeps_its_gradient():
+    agent = _agent(logprob_min=-2.0)
+    std = torch.full((2, 8), 0.1)
+    mu = torch.zeros(2, 8, requires_grad=True)
+    na = torch.zeros(2, 8)
+    na[0, 0] = 0.3                      # sample 0: one dim 3 std out (-3.1 there, below -2; the average is 0.8)
+    na[1] = 0.3                         # sample 1: every dim 3 std out, the average is below -2
+    logp = agent.log_prob(mu, std, na)
+    logp.sum().backward()
+    assert logp[0] > -2 and logp[1] == -2.0
+    assert mu.grad[0, 0] != 0           # a per-dimension clamp would have zeroed it
+    assert torch.all(mu.grad[1] == 0)   # a sample clamped as a whole gives no gradient
+
+
+@pytest.mark.parametrize("over_chunk, scale", [(False, 6 / 3), (True, 1.0)])
+def test_dbpo_anchor_holds_each_executed_dim_as_if_the_chunk_were_executed(over_chunk, scale):
+    agent = _agent(anchor_over_chunk=over_chunk)                            # Th = 6, Ta = 3
+    with torch.no_grad():
+        agent.policy.net.out[1].bias.add_(0.1)                               # every output 0.1 off the anchor
+    c, z = torch.rand(5, 6), torch.randn(5, 12)
+    anchor = agent.recompute(c, z, torch.zeros(5, 6))[3]
+    assert anchor.item() == pytest.approx(0.01 * scale, rel=1e-4)          # default: summed / (Ta*Da) = 0.01 * Th/Ta
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_dbpo_lr_warms_up_then_follows_a_cosine_to_its_floor():
+    agent = _agent(lr_warmup_iters=4, lr_floor=0.3, actor_lr=1e-4, critic_lr=1e-3, critic_warmup_iters=2)
+    (actor, critic), schedulers = dbpo.make_optimizers(agent, agent.cfg, 22)   # the actor gets 20 updates
+    lrs = []
+    for _ in range(20):
+        lrs.append((actor.param_groups[0]["lr"], critic.param_groups[0]["lr"]))
+        for sched in schedulers:
+            sched.step()
+    a, c = np.array(lrs).T
+    assert np.allclose(a[:4], 1e-4 * np.arange(1, 5) / 4)                   # warm-up: peak/4 .. peak
+    assert np.all(np.diff(a[3:]) <= 0) and a[-1] > 0.3e-4 and a[-1] < 0.35e-4
+    assert c[0] == 1e-3 and np.all(np.diff(c) <= 0) and c[-1] > 0.3e-3     # the critic does not warm up
+    for _ in range(10):
+        for sched in schedulers:
+            sched.step()
+    assert actor.param_groups[0]["lr"] == pytest.approx(0.3e-4) and critic.param_groups[0]["lr"] == pytest.approx(0.3e-3)
 
 
 def test_gae_matches_a_plain_reference_loop_with_termination_and_truncation():
@@ -879,8 +935,10 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     assert resumed.returncode == 0, err
     rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
     for key in ("losses/policy", "losses/value", "losses/anchor", "losses/entropy", "losses/approx_kl",
-                "losses/clipfrac", "charts/success_rate", "charts/return", "charts/SPS", "eval/success_rate"):
+                "losses/clipfrac", "charts/success_rate", "charts/return", "charts/SPS", "eval/success_rate",
+                "eval/ci95_low", "eval/ci95_high"):
         assert key in rows[0], key
+    assert (tmp_path / "r" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     iters = [int(r["iteration"]) for r in rows if r["losses/policy"]]
     assert iters == list(range(1, 61))                                    # nothing lost, nothing repeated
     result = json.load(open(tmp_path / "r" / "eval.json"))
@@ -892,6 +950,34 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     assert not torch.equal(policy.net.out[1].weight, dbp.DBPPolicy.from_checkpoint(stage1).net.out[1].weight)
     deployed = robot.load_policy(str(tmp_path / "r" / "ckpt.pt"))           # and as robot.py's policy
     assert all(torch.equal(a, b) for a, b in zip(deployed.state_dict().values(), policy.state_dict().values()))
+
+
+def test_plot_overlays_runs_with_their_intervals_and_modes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    header = "iteration,env_steps,losses/policy,eval/success_rate,eval/ci95_low,eval/ci95_high,eval/mode_left,eval/mode_right\n"
+    for name, rates in (("a", (0.4, 0.6, 0.9)), ("b", (0.5, 0.5, 0.7))):
+        os.makedirs(name)
+        with open(f"{name}/log.csv", "w") as f:
+            f.write(header + "".join(f"{i},{i * 100},{'' if i % 2 else 0.1},{r},{r - 0.1},{r + 0.05},0.3,0.7\n"
+                                     for i, r in enumerate(rates)) + "7,700,0.1,,,,,\n")
+    os.makedirs("pre")
+    with open("pre/log.csv", "w") as f:
+        f.write("step,loss,success_rate\n100,0.5,\n5000,0.4,0.6\n15000,0.3,0.9\n")
+    train.main(["--plot", "a", "b", "pre"])
+    assert open("curves.png", "rb").read(4) == b"\x89PNG"
+    assert train.read_evaluations("a")[:2] == ("env_steps", "eval/success_rate") and len(train.read_evaluations("a")[2]) == 3
+    assert train.read_evaluations("pre")[:2] == ("step", "success_rate") and len(train.read_evaluations("pre")[2]) == 2
+    with pytest.raises(SystemExit, match="error: nothing/log.csv does not exist"):
+        train.main(["--plot", "nothing"])
+
+
+def test_paper_preset_sets_the_papers_coefficients_and_flags_still_apply():
+    _, cfg, _ = train.parse(["--stage", "dbpo", "--preset", "paper", "--actor-lr", "2e-5"])
+    assert (cfg.clip_coef, cfg.std_init, cfg.actor_lr, cfg.anchor_over_chunk) == (0.02, 0.03, 2e-5, True)
+    _, cfg, _ = train.parse(["--stage", "dbpo"])
+    assert (cfg.clip_coef, cfg.std_init, cfg.actor_lr, cfg.anchor_over_chunk) == (0.1, 0.1, 3e-5, False)
+    with pytest.raises(SystemExit, match="--preset best: must be '' or one of \\['paper'\\]"):
+        train.parse(["--stage", "dbpo", "--preset", "best"])
 
 
 def test_train_dbpo_finds_the_default_stage1_run_and_checks_the_task(tmp_path, monkeypatch):

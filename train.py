@@ -3,14 +3,16 @@
     python train.py --stage pretrain                 # DBP from scripted demos, default task
     python train.py --stage pretrain --task lift --demos 200 --steps 30000
     python train.py --stage pretrain --out runs/x --resume    # continue an interrupted run
-    python train.py --stage dbpo --ckpt runs/pretrain-push-s0/ckpt.pt   # stage 2: PPO fine-tuning
+    python train.py --stage dbpo                     # stage 2: PPO fine-tuning of runs/pretrain-push-s0
+    python train.py --stage dbpo --preset paper      # ... with the paper's coefficients
     python train.py --stage dbpo --help              # every flag of a stage, with its meaning and range
+    python train.py --plot runs/dbpo-push-s0 runs/x  # overlay learning curves -> curves.png
 
 Each stage's settings are one dataclass below, built from dbp.DBPConfig / dbpo.DBPOConfig and the
 shared run fields; the CLI is generated from their fields, so each default lives in one place.
 A run directory holds ckpt.pt (self-describing: the deployable policy weights, EMA in stage 1,
 plus the training state for --resume; saved every eval_every and every save_every_s),
-log.csv and eval.json. Stage 2 checkpoints load like stage 1's (DBPPolicy.from_checkpoint,
+log.csv and eval.json; stage 2 also draws curve.png at every evaluation. Stage 2 checkpoints load like stage 1's (DBPPolicy.from_checkpoint,
 robot.py): the std head and critic live only in the training state.
 """
 import argparse
@@ -87,12 +89,17 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig):
     ckpt: str = option("", "stage-1 (or DBPO) checkpoint to fine-tune ('': runs/pretrain-<task>-s<seed>/ckpt.pt, "
                        "where `--stage pretrain` with the same --task and --seed saves it)")
     task: str = option(envs.DEFAULT_TASK, "task of the default --ckpt; a checkpoint given by --ckpt brings its own")
-    iterations: int = option(300, "PPO iterations, each a rollout of n_envs x n_decisions then an update", ge=1)
+    preset: str = option("", "'paper': the paper's coefficients where our defaults differ "
+                         f"({', '.join(f'{k}={v}' for k, v in dbpo.PRESETS['paper'].items())}); flags given still apply")
+    iterations: int = option(800, "PPO iterations, each a rollout of n_envs x n_decisions then an update", ge=1)
     n_envs: int = option(8, "parallel environments N, each in its own worker process", ge=1)
     n_decisions: int = option(32, "decisions T per env per iteration; a decision executes Ta env steps", ge=1)
-    eval_every: int = option(20, "iterations between evaluations and checkpoints", ge=1)
+    eval_every: int = option(40, "iterations between evaluations and checkpoints", ge=1)
+    eval_episodes: int = option(100, "episodes of each evaluation, the same seeded resets every time", ge=1)
 
     def check(self):
+        if self.preset and self.preset not in dbpo.PRESETS:
+            raise dbp.ConfigError("preset", self.preset, f"must be '' or one of {sorted(dbpo.PRESETS)}")
         if self.critic_warmup_iters >= self.iterations:
             raise dbp.ConfigError("critic_warmup_iters", self.critic_warmup_iters,
                                   f"must be < iterations = {self.iterations} (else the actor never trains)")
@@ -138,6 +145,7 @@ class Run:
     done: steps (or iterations) already done; seconds: wall time already spent (resumed runs)."""
 
     def __init__(self, cfg, stage, keys, done, total, seconds, save):
+        """Stage 2 also redraws OUT/curve.png after each row with an evaluation in it."""
         os.makedirs(cfg.out, exist_ok=True)
         self.cfg, self.stage, self.save = cfg, stage, save
         self.log_file, self.log = open_log(cfg.out, keys, done if cfg.resume else None)
@@ -152,11 +160,18 @@ class Run:
         """Wall time of the run so far, earlier sessions of a resumed run included."""
         return time.time() - self.t0
 
-    def step(self, done, row=None):
+    def write(self, row):
+        self.log.writerow(row)
+        self.log_file.flush()
+        if self.stage == "dbpo" and "eval/success_rate" in row:
+            plot_curves([self.cfg.out], os.path.join(self.cfg.out, "curve.png"))
+
+    def step(self, done, row=None, advance=True):
         """After step (or iteration) `done`: log its row, advance the bar, checkpoint when due."""
         if row:
-            self.log.writerow(row)
-            self.log_file.flush()
+            self.write(row)
+        if not advance:
+            return
         self.bar.update()
         if done % self.cfg.eval_every == 0 or time.time() - self.last_save > self.cfg.save_every_s:
             self.save()
@@ -174,7 +189,7 @@ class Run:
 
     def finish(self, result, row, start=""):
         """Log the final row, write eval.json, print the result line (after `start`, if given)."""
-        self.log.writerow(row)
+        self.write(row)
         self.log_file.close()
         path = os.path.join(self.cfg.out, "eval.json")
         with open(path + ".tmp", "w") as f:
@@ -340,10 +355,13 @@ def finetune(cfg, ckpt, start=None):
                             history=history))
 
     def evaluation(final=False):
+        """Evaluate mu_theta; returns the log.csv columns of the result (eval/*)."""
         r = evaluate(agent.policy, task, cfg.eval_episodes, cfg.seed, final, cfg.video if final else 0, cfg.out)
         history.append(dict(iteration=it, env_steps=env_steps, minutes=round(run.seconds / 60, 2),
-                            success_rate=r["success_rate"], ci95=r["ci95"]))
-        return r
+                            success_rate=r["success_rate"], ci95=r["ci95"], mode_fractions=r["mode_fractions"]))
+        return r, {"eval/success_rate": r["success_rate"], "eval/ci95_low": f"{r['ci95'][0]:.3f}",
+                   "eval/ci95_high": f"{r['ci95'][1]:.3f}",
+                   **{f"eval/mode_{k}": f"{v:.3f}" for k, v in r["mode_fractions"].items()}}
 
     vec = gym.vector.AsyncVectorEnv([functools.partial(envs.make_chunk_env, task, To, Ta, worker=True)] * N,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -351,13 +369,14 @@ def finetune(cfg, ckpt, start=None):
     obs, _ = vec.reset(seed=[cfg.seed * 100_000 + it * N + i for i in range(N)])  # resumed runs re-seed here
     buffer = agent.make_buffer(T, N)
     keys = ["iteration", "env_steps", *dbpo.METRICS, "charts/success_rate", "charts/return", "charts/episodes",
-            "charts/SPS", "eval/success_rate", "minutes"]
+            "charts/SPS", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
+            *[f"eval/mode_{name}" for name in envs.mode_names(task)], "minutes"]
     run = Run(cfg, "dbpo", keys, it, cfg.iterations, seconds, save)
     print(f"{task}: fine-tuning {cfg.ckpt} with {N} envs x {T} decisions x Ta={Ta} steps per iteration; run dir {cfg.out}")
     if it == 0:
-        first = evaluation()
-        run.log.writerow(dict(iteration=0, env_steps=0, minutes=0.0, **{"eval/success_rate": first["success_rate"]}))
-        print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes")
+        first, columns = evaluation()
+        run.step(0, dict(iteration=0, env_steps=0, minutes=0.0, **columns), advance=False)
+        print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes, modes {first['mode_fractions']}")
     try:
         while it < cfg.iterations and not run.interrupted:
             t_iter = time.time()
@@ -373,18 +392,62 @@ def finetune(cfg, ckpt, start=None):
                 row.update({"charts/success_rate": f"{np.mean([s for s, _ in episodes]):.3f}",
                             "charts/return": f"{np.mean([r for _, r in episodes]):.3f}"})
             if it % cfg.eval_every == 0 and it < cfg.iterations:
-                row["eval/success_rate"] = evaluation()["success_rate"]
+                row.update(evaluation()[1])
                 run.bar.set_postfix(success=row["eval/success_rate"], rollout=row.get("charts/success_rate"))
             run.step(it, row)
     finally:
         vec.close()
     run.end_loop()
-    result = evaluation(final=True)
+    result, columns = evaluation(final=True)
     save()
     result.update(task=task, stage="dbpo", iterations=it, env_steps=env_steps, train_seconds=round(run.seconds, 1),
                   start_ckpt=cfg.ckpt, ckpt=os.path.join(cfg.out, "ckpt.pt"), history=history)
-    return run.finish(result, dict(iteration=it, env_steps=env_steps, minutes=f"{run.seconds / 60:.2f}",
-                                   **{"eval/success_rate": result["success_rate"]}), f"{history[0]['success_rate']:.2f} -> ")
+    return run.finish(result, dict(iteration=it, env_steps=env_steps, minutes=f"{run.seconds / 60:.2f}", **columns),
+                      f"{history[0]['success_rate']:.2f} -> ")
+
+
+# ----------------------------------------------------------------------------- learning curves
+def read_evaluations(run_dir):
+    """The rows of a run's log.csv that hold an evaluation -> (x column, y column, rows)."""
+    path = os.path.join(run_dir, "log.csv")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: not a run directory of train.py?")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    x, y = ("env_steps", "eval/success_rate") if "env_steps" in (rows[0] if rows else {}) else ("step", "success_rate")
+    return x, y, [r for r in rows if r.get(y)]
+
+
+def plot_curves(run_dirs, path):
+    """Success (its 95 % interval shaded, where logged) and the fraction of successes in each mode
+    against env steps (stage 2; gradient steps for stage 1): one colour per run, written to path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
+    for i, run_dir in enumerate(run_dirs):
+        xkey, ykey, rows = read_evaluations(run_dir)
+        color, label = f"C{i % 10}", os.path.basename(os.path.normpath(run_dir))
+        x = [int(r[xkey]) for r in rows]
+        top.plot(x, [float(r[ykey]) for r in rows], "o-", color=color, ms=3, label=label)
+        if rows and rows[0].get("eval/ci95_low"):
+            top.fill_between(x, [float(r["eval/ci95_low"]) for r in rows], [float(r["eval/ci95_high"]) for r in rows],
+                             color=color, alpha=0.15, lw=0)
+        modes = [k for k in (rows[0] if rows else {}) if k.startswith("eval/mode_")]
+        for style, key in zip(("-", "--", ":", "-."), modes):
+            bottom.plot(x, [float(r[key]) for r in rows], style, color=color, label=f"{label}: {key[len('eval/mode_'):]}")
+    top.set(ylabel="success (95 % interval)", ylim=(0, 1.02))
+    bottom.axhline(0.25, color="grey", lw=0.8, ls=":")
+    bottom.set(xlabel=xkey.replace("_", " "), ylabel="share of successes", ylim=(0, 1))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+    return path
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -399,8 +462,14 @@ def parse(argv):
     parser = dbp.make_parser(__doc__)
     parser.add_argument("--stage", choices=sorted(STAGES), default=stage,
                         help="which stage to run; `--stage NAME --help` lists that stage's flags")
+    parser.add_argument("--plot", nargs="+", metavar="RUN_DIR",
+                        help="draw the learning curves of these run directories into ./curves.png and exit")
     given = vars(dbp.add_config_args(parser, STAGES[stage]).parse_args(argv))
     given.pop("stage", None)
+    if "plot" in given:
+        return "plot", given["plot"], {}
+    if given.get("preset") in dbpo.PRESETS:
+        given = {**dbpo.PRESETS[given["preset"]], **given}
     cfg = dbp.build_config(STAGES[stage], given)
     return stage, cfg, {k: getattr(cfg, k) for k in given}
 
@@ -424,6 +493,11 @@ def resume_config(cfg, given):
 
 def main(argv=None):
     stage, cfg, given = parse(sys.argv[1:] if argv is None else argv)
+    if stage == "plot":
+        try:
+            return plot_curves(cfg, "curves.png")
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: {e}")
     start = None
     try:  # bad tasks and checkpoints end here with one clear line
         if stage == "pretrain":
