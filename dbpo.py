@@ -231,7 +231,7 @@ class DBPOAgent(nn.Module):
     def spread(self, c, generator=None):
         """How far apart the frozen generator's chunks lie at each condition c (B, To*Do): the mean
         squared distance of mode_samples chunks mu_old(c, z) from their mean, (B,). Large where the
-        demonstrations hold several modes and the noise picks one; small where one is carried out."""
+        noise picks between modes, and also where it picks a timing (README: push peaks at decisions 3-5)."""
         z = torch.randn(len(c), self.cfg.mode_samples, self.policy.horizon * self.policy.action_dim, generator=generator)
         chunks = self.anchor(z, c[:, None])                                                            # (B, G, L)
         return (chunks - chunks.mean(1, keepdim=True)).pow(2).sum(-1).mean(1)
@@ -240,7 +240,8 @@ class DBPOAgent(nn.Module):
         """Drift loss of G fresh chunks mu_theta(c, z) against G of the frozen mu_old(c, z') per condition
         c (B, To*Do): zero force once the two sets of chunks have the same distribution, whichever z
         makes which. The per-z anchor alone lets PPO move the z's of a weaker mode over to a stronger
-        one where the mode is chosen; this pulls the share of each mode back."""
+        one where the mode is chosen; this is meant to pull the share of each mode back (README: at the
+        strengths tried on push it held the share only as far as it held the whole policy)."""
         if self.cfg.mode_coef == 0:
             return torch.zeros(())
         z = torch.randn(2, len(c), self.cfg.mode_samples, self.policy.horizon * self.policy.action_dim,

@@ -910,12 +910,28 @@ def test_dbpo_deployed_action_is_the_mean_of_the_generator():
     assert torch.allclose(deployed[:, agent.policy.executed], unnormalize(mu.reshape(4, 3, 2)), atol=1e-6)
 
 
-def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions():
-    # Stage 1 learns a = +-0.8; the reward prefers +-0.6; DBPO (paper coefficients) must move
-    # the deployed mu(o, z) there and keep both modes.
-    before, after, _ = dbpo.bimodal_bandit(iterations=80)
+@pytest.mark.parametrize("prefer", [0.0, 0.1])
+def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions(prefer):
+    # Stage 1 learns a = +-0.8; the reward prefers +-0.6 (the positive mode by `prefer`); DBPO with
+    # its defaults must move the deployed mu(o, z) there and keep both modes.
+    before, after, _ = dbpo.bimodal_bandit(iterations=80, prefer=prefer)
     assert before["reward"] < -0.15 and after["reward"] > before["reward"] + 0.1, (before, after)
     assert 0.3 < after["positive"] < 0.7, after
+
+
+def test_dbpo_spread_is_large_where_the_modes_split_and_focus_weights_average_one():
+    policy, _ = dbp.bimodal_toy(steps=200)                                 # a = +-0.8: normalized +-1
+    agent = dbpo.DBPOAgent(policy, dbpo.DBPOConfig(mode_samples=64))
+    spread = agent.spread(torch.zeros(4, 1), torch.Generator().manual_seed(0))
+    assert spread.shape == (4,) and torch.all((spread > 0.6) & (spread < 1.4)), spread   # the variance of +-1 is 1
+    agent = dbpo.DBPOAgent(policy, dbpo.DBPOConfig(anchor_focus=1.0, mode_coef=1.0, critic_warmup_iters=0))
+    buffer = agent.make_buffer(2, 8)
+    for _ in range(2):
+        _, step = agent.act(torch.rand(8, 1, 1) * 2 - 1)
+        buffer.add(**step, reward=torch.rand(8), terminated=torch.ones(8, dtype=torch.bool),
+                   truncated=torch.zeros(8, dtype=torch.bool), final_value=torch.zeros(8))
+    stats = dbpo.ppo_update(agent, buffer, torch.zeros(8), *dbpo.make_optimizers(agent, agent.cfg, 10), agent.cfg)
+    assert stats["losses/mode"] > 0 and np.isfinite(list(stats.values())).all()
 
 
 def _dbpo(tmp_path, *args):

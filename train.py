@@ -495,9 +495,11 @@ def main(argv=None):
     stage, cfg, given = parse(sys.argv[1:] if argv is None else argv)
     if stage == "plot":
         try:
-            return plot_curves(cfg, "curves.png")
+            path = plot_curves(cfg, "curves.png")
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
+        print(f"wrote {path}")
+        return path
     start = None
     try:  # bad tasks and checkpoints end here with one clear line
         if stage == "pretrain":
