@@ -12,8 +12,9 @@ Each stage's settings are one dataclass below, built from dbp.DBPConfig / dbpo.D
 shared run fields; the CLI is generated from their fields, so each default lives in one place.
 A run directory holds ckpt.pt (self-describing: the deployable policy weights, EMA in stage 1,
 plus the training state for --resume; saved every eval_every and every save_every_s),
-log.csv and eval.json; stage 2 also draws curve.png at every evaluation. Stage 2 checkpoints load like stage 1's (DBPPolicy.from_checkpoint,
-robot.py): the std head and critic live only in the training state.
+log.csv and eval.json; stage 2 also draws curve.png at every evaluation. Stage 2 checkpoints load
+like stage 1's (DBPPolicy.from_checkpoint, robot.py): the std head and critic live only in the
+training state.
 """
 import argparse
 import csv
@@ -145,7 +146,6 @@ class Run:
     done: steps (or iterations) already done; seconds: wall time already spent (resumed runs)."""
 
     def __init__(self, cfg, stage, keys, done, total, seconds, save):
-        """Stage 2 also redraws OUT/curve.png after each row with an evaluation in it."""
         os.makedirs(cfg.out, exist_ok=True)
         self.cfg, self.stage, self.save = cfg, stage, save
         self.log_file, self.log = open_log(cfg.out, keys, done if cfg.resume else None)
@@ -161,6 +161,7 @@ class Run:
         return time.time() - self.t0
 
     def write(self, row):
+        """Log a row; in stage 2 a row with an evaluation also redraws OUT/curve.png."""
         self.log.writerow(row)
         self.log_file.flush()
         if self.stage == "dbpo" and "eval/success_rate" in row:
