@@ -127,6 +127,7 @@ class DBPOAgent(nn.Module):
         self.Ta = policy.n_action_steps
         ex = policy.executed
         self.exec = slice(ex.start * Da, ex.stop * Da)                # executed steps of the flat chunk
+        self.L = Th * Da                                              # noise and chunk length
         self.log_std = nn.Linear(To * Do, Th * Da)                    # does not see z
         nn.init.zeros_(self.log_std.weight)
         nn.init.constant_(self.log_std.bias, math.log(cfg.std_init))
@@ -147,7 +148,7 @@ class DBPOAgent(nn.Module):
     def make_buffer(self, T, N):
         """An empty rollout buffer for T decisions from N envs, sized for this agent."""
         p = self.policy
-        return RolloutBuffer(T, N, p.n_obs_steps * p.obs_dim, p.horizon * p.action_dim, self.Ta * p.action_dim)
+        return RolloutBuffer(T, N, p.n_obs_steps * p.obs_dim, self.L, self.Ta * p.action_dim)
 
     def condition(self, obs):
         """obs (N, To, Do) raw -> the condition c (N, To*Do): normalized and flattened."""
@@ -199,7 +200,7 @@ class DBPOAgent(nn.Module):
         p = self.policy
         c = self.condition(obs)
         N = len(c)
-        z = torch.randn(N, p.horizon * p.action_dim, generator=generator)            # (N, L)
+        z = torch.randn(N, self.L, generator=generator)                              # (N, L)
         mu, std, _ = self.distribution(c, z)
         na = mu + std * torch.randn(mu.shape, generator=generator)
         na = torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std)
@@ -232,7 +233,7 @@ class DBPOAgent(nn.Module):
         """How far apart the frozen generator's chunks lie at each condition c (B, To*Do): the mean
         squared distance of mode_samples chunks mu_old(c, z) from their mean, (B,). Large where the
         noise picks between modes, and also where it picks a timing (README: push peaks at decisions 3-5)."""
-        z = torch.randn(len(c), self.cfg.mode_samples, self.policy.horizon * self.policy.action_dim, generator=generator)
+        z = torch.randn(len(c), self.cfg.mode_samples, self.L, generator=generator)
         chunks = self.anchor(z, c[:, None])                                                            # (B, G, L)
         return (chunks - chunks.mean(1, keepdim=True)).pow(2).sum(-1).mean(1)
 
@@ -244,8 +245,7 @@ class DBPOAgent(nn.Module):
         strengths tried on push it held the share only as far as it held the whole policy)."""
         if self.cfg.mode_coef == 0:
             return torch.zeros(())
-        z = torch.randn(2, len(c), self.cfg.mode_samples, self.policy.horizon * self.policy.action_dim,
-                        generator=generator)                                                   # (2, B, G, L)
+        z = torch.randn(2, len(c), self.cfg.mode_samples, self.L, generator=generator)                 # (2, B, G, L)
         with torch.no_grad():
             pos = self.anchor(z[1], c[:, None])                                                        # (B, G, L)
         return dbp.drift_loss(self.policy.net(z[0], c[:, None]), pos, temperatures=self.policy.cfg.temperatures)[0]
