@@ -31,7 +31,7 @@ import dbp
 
 NOBS_CLAMP = 5.0  # the critic sees normalized obs clipped to +-this (demo data spans +-1)
 # What ppo_update returns, in log.csv's order (CleanRL's names).
-METRICS = ("losses/policy", "losses/value", "losses/anchor", "losses/mode", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+METRICS = ("losses/policy", "losses/value", "losses/anchor", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
            "losses/explained_variance", "charts/minibatches")
 option = dbp.option
 
@@ -53,13 +53,6 @@ class DBPOConfig(dbp.Config):
                                 "dims (ours: each executed dim is held as when Th = Ta)", ge=0.0)
     anchor_over_chunk: bool = option(False, "divide the anchor by all Th*Da dims of the chunk instead, the paper's MSE: "
                                      "Th/Ta times weaker on what is executed")
-    anchor_focus: float = option(0.0, "weight each observation's anchor by (spread / its mean over the rollout) ** "
-                                 "anchor_focus, spread being how far apart the frozen generator's chunks lie there "
-                                 "(ours; README): > 0 holds the anchor where modes are chosen (0: uniform, the paper)", ge=0.0)
-    mode_coef: float = option(0.0, "weight of the mode anchor (ours, off by default: README): dbp.drift_loss pulls "
-                              "mode_samples fresh chunks of mu_theta(o, .) toward as many of the frozen mu_old(o, .) at "
-                              "each observation, to hold each mode's stage-1 share where the mode is chosen", ge=0.0)
-    mode_samples: int = option(8, "chunks per observation on each side of the mode anchor", ge=2)
     max_grad_norm: float = option(0.5, "gradient-norm clip, of the actor and of the critic each", gt=0.0)
     target_kl: float = option(0.02, "stop the update early once approx-KL exceeds this (inf: never)",
                               gt=0.0, le=math.inf)
@@ -215,40 +208,15 @@ class DBPOAgent(nn.Module):
         for buf, bound in ((self.nact_low, low), (self.nact_high, high)):
             buf.copy_(p.normalizer.normalize_actions(torch.as_tensor(bound, dtype=torch.float32)).repeat(self.Ta))
 
-    def recompute(self, c, z, na, weights=None, generator=None):
-        """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,), anchor loss (each
-        sample weighted by weights (B,), None = 1), and the mode anchor (0 when mode_coef is 0), which
-        draws fresh noise from `generator`."""
+    def recompute(self, c, z, na):
+        """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,) and the anchor loss."""
         mu, std, mu_chunk = self.distribution(c, z)
         entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)          # eq. (13)
         with torch.no_grad():
             mu_old = self.anchor(z, c)
         dims = mu_chunk.shape[1] if self.cfg.anchor_over_chunk else self.Ta * self.policy.action_dim
         sq = (mu_chunk - mu_old).pow(2).sum(-1)                        # eq. (14), the whole chunk in the sum
-        anchor = (sq if weights is None else weights * sq).mean() / dims
-        return self.log_prob(mu, std, na), entropy, self._value(c), anchor, self.mode_anchor(c, generator)
-
-    @torch.no_grad()
-    def spread(self, c, generator=None):
-        """How far apart the frozen generator's chunks lie at each condition c (B, To*Do): the mean
-        squared distance of mode_samples chunks mu_old(c, z) from their mean, (B,). Large where the
-        noise picks between modes, and also where it picks a timing (README: push peaks at decisions 3-5)."""
-        z = torch.randn(len(c), self.cfg.mode_samples, self.L, generator=generator)
-        chunks = self.anchor(z, c[:, None])                                                            # (B, G, L)
-        return (chunks - chunks.mean(1, keepdim=True)).pow(2).sum(-1).mean(1)
-
-    def mode_anchor(self, c, generator=None):
-        """Drift loss of G fresh chunks mu_theta(c, z) against G of the frozen mu_old(c, z') per condition
-        c (B, To*Do): zero force once the two sets of chunks have the same distribution, whichever z
-        makes which. The per-z anchor alone lets PPO move the z's of a weaker mode over to a stronger
-        one where the mode is chosen; this is meant to pull the share of each mode back (README: at the
-        strengths tried on push it held the share only as far as it held the whole policy)."""
-        if self.cfg.mode_coef == 0:
-            return torch.zeros(())
-        z = torch.randn(2, len(c), self.cfg.mode_samples, self.L, generator=generator)                 # (2, B, G, L)
-        with torch.no_grad():
-            pos = self.anchor(z[1], c[:, None])                                                        # (B, G, L)
-        return dbp.drift_loss(self.policy.net(z[0], c[:, None]), pos, temperatures=self.policy.cfg.temperatures)[0]
+        return self.log_prob(mu, std, na), entropy, self._value(c), sq.mean() / dims
 
 
 # ----------------------------------------------------------------------------- rollout buffer
@@ -309,15 +277,10 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
                               buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
     b = {k: buffer[k].reshape(B, *buffer[k].shape[2:]) for k in ("c", "z", "na", "logprob", "value")}
     b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
-    weights = None
-    if cfg.anchor_focus > 0:                                              # the anchor where modes are chosen
-        weights = agent.spread(b["c"], generator).pow(cfg.anchor_focus)
-        weights = weights / weights.mean().clamp_min(1e-12)
     stats, stop = [], False
     for _ in range(cfg.update_epochs):
         for mb in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
-            new_logprob, entropy, new_value, anchor, mode = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb],
-                                                                         None if weights is None else weights[mb], generator)
+            new_logprob, entropy, new_value, anchor = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb])
             log_ratio = new_logprob - b["logprob"][mb]                   # eq. (10), same stored z
             ratio = log_ratio.exp()
             with torch.no_grad():
@@ -329,7 +292,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
             v_loss = F.mse_loss(new_value, b_returns[mb])                                                      # (12)
             loss = cfg.vf_coef * v_loss
             if not critic_only:                                                                   # eq. (15)
-                loss = loss + pg_loss - cfg.ent_coef * entropy.mean() + cfg.anchor_coef * anchor + cfg.mode_coef * mode
+                loss = loss + pg_loss - cfg.ent_coef * entropy.mean() + cfg.anchor_coef * anchor
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -338,7 +301,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
             critic_opt.step()
             if not critic_only:
                 actor_opt.step()
-            stats.append([pg_loss.item(), v_loss.item(), anchor.item(), mode.item(), entropy.mean().item(),
+            stats.append([pg_loss.item(), v_loss.item(), anchor.item(), entropy.mean().item(),
                           approx_kl.item(), clipfrac.item()])                # METRICS[:7]
             if not critic_only and approx_kl > cfg.target_kl:
                 stop = True   # the policy moved far enough for this rollout

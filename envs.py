@@ -5,6 +5,8 @@ expert episode; their mean, straight ahead, ends in a pocket: averaging the mode
 bimanual (two arms lift a bar by its ends). Actions: per arm an absolute end-effector (EE) target and a gripper command,
 (x, y, z, g) with g in [0, 1] (0 open), clipped to the workspace (= action_space) and to `max_ee_step_m` from the EE,
 then PyBullet IK at 10 Hz; grasps are purely physical. Observations: low-dim float32, named in obs_names.
+info: "success", and "mode": the index in mode_names of the mode the episode has committed to (push: the side the
+block has left the start line towards, success or not), -1 before that or on a unimodal task.
 Seeds: demo episode i resets with demo_seed(seed, i), evaluation episode i with eval_seed(seed, i): never the same.
 """
 
@@ -251,6 +253,7 @@ class PushEnv(BlockEnv):
     POCKET = [((0.555, 0.0), (0.005, 0.04, 0.0175)),
               ((0.5175, 0.035), (0.0325, 0.005, 0.0175)), ((0.5175, -0.035), (0.0325, 0.005, 0.0175))]
     HOMES, n_modes, mode_names = [(0.37, 0.0, 0.10)], 2, ["left", "right"]  # EE behind the block, in line with pocket
+    COMMITTED_M = 0.02  # info["mode"] names a side once the block is this far off y = 0 (starts within 1 cm)
 
     def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
         super().__init__(render_mode, cfg)
@@ -269,7 +272,8 @@ class PushEnv(BlockEnv):
         d_goal = np.linalg.norm(self.GOALS - pos[:2], axis=1)
         success = d_goal.min() < self.GOAL_RADIUS
         reward = -_shaped(d_goal.min()) - 0.5 * _shaped(np.linalg.norm(self.arms[0].ee_pos() - pos)) + 10.0 * success
-        return reward, success, int(d_goal.argmin()) if success else -1
+        committed = success or abs(pos[1]) > self.COMMITTED_M  # the block has left the start line: a side is chosen
+        return reward, success, int(d_goal.argmin()) if committed else -1
 
 
 class LiftEnv(BlockEnv):
@@ -403,6 +407,11 @@ def eval_seed(seed, i):
     return seed * 10_000 + i
 
 
+def episode_seed(base, count):
+    """Reset seed of the count-th episode after one reset with seed `base` (ChunkEnv's autoresets)."""
+    return base if count == 0 else int(np.random.SeedSequence([base, count]).generate_state(1)[0])
+
+
 def expert_episode(env, reset_seed):
     """One noisy expert rollout -> (obs (T, Do), actions (T, Da), last info)."""
     obs, _ = env.reset(seed=reset_seed)
@@ -494,8 +503,12 @@ def make_windows(demo, n_obs_steps, horizon):
 class ChunkEnv(gym.Wrapper):
     """Receding-horizon view of a task for evaluation and DBPO's rollouts: one step executes an action chunk
     (Ta, Da) until the episode ends; reward = their sum; obs = the last To observations (To, Do), padded at reset.
-    Set .frames to a list to record a rendered frame per env step (needs render_mode="rgb_array")."""
+    Set .frames to a list to record a rendered frame per env step (needs render_mode="rgb_array").
+    Every episode is replayable: reset(seed=s) seeds the episode with s, the autoresets after it with
+    episode_seed(s, count); replay_state() and reset(seed=s, options={"replay": {s: state}}) bring an episode in
+    progress back, in a fresh process too, by replaying its actions (a resumed DBPO run continues its episodes)."""
     frames = None
+    base_seed, count, actions = None, 0, ()
 
     def __init__(self, env, n_obs_steps, n_action_steps):
         super().__init__(env)
@@ -503,11 +516,26 @@ class ChunkEnv(gym.Wrapper):
         self.observation_space = gym.spaces.Box(np.stack([obs.low] * n_obs_steps), np.stack([obs.high] * n_obs_steps))
         self.action_space = gym.spaces.Box(np.stack([act.low] * n_action_steps), np.stack([act.high] * n_action_steps))
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self.hist, self.ret, self.length = [obs] * self.To, 0.0, 0
+    def reset(self, *, seed=None, options=None):
+        replay = None
+        if seed is None:
+            self.count += 1
+        else:
+            replay = (options or {}).get("replay", {}).get(seed)
+            self.base_seed, self.count = seed, replay["count"] if replay else 0
+        seed = None if self.base_seed is None else episode_seed(self.base_seed, self.count)
+        obs, info = self.env.reset(seed=seed)
+        self.hist, self.ret, self.length, self.actions = [obs] * self.To, 0.0, 0, []
         self._record()
+        if replay is not None and len(replay["actions"]):
+            return self.step(np.asarray(replay["actions"]))[0], {**info, "chunk_steps": 0}
         return np.stack(self.hist), {**info, "chunk_steps": 0}
+
+    def replay_state(self):
+        """What reset(options={"replay": ...}) needs to bring the current episode back: its count since the
+        base seed and the env actions taken so far."""
+        actions = np.array(self.actions, np.float32).reshape(-1, self.env.action_space.shape[0])
+        return {"count": self.count, "actions": actions}
 
     def _record(self):
         if self.frames is not None:
@@ -518,6 +546,7 @@ class ChunkEnv(gym.Wrapper):
         for action in chunk:
             obs, reward, terminated, truncated, info = self.env.step(action)
             self.hist, total, n = self.hist + [obs], total + reward, n + 1
+            self.actions.append(action)
             self._record()
             if terminated or truncated:
                 break

@@ -269,6 +269,44 @@ def test_a_lost_object_costs_a_bounded_reward(task, worst):
     assert worst <= reward < -0.2, reward                                  # unbounded, it was below -4
 
 
+def test_chunk_env_brings_an_episode_in_progress_back_in_a_fresh_env():
+    rng = np.random.default_rng(0)
+    a, b = envs.make_chunk_env("push", 2, 2), envs.make_chunk_env("push", 2, 2)
+    chunks = rng.uniform(a.action_space.low, a.action_space.high, (70, 2, 4)).astype(np.float32)
+
+    def play(env, chunks):
+        out = []
+        for chunk in chunks:
+            obs, reward, terminated, truncated, _ = env.step(chunk)
+            out.append((obs, reward))
+            if terminated or truncated:
+                out.append((env.reset()[0], None))                        # autoreset: the next episode's seed
+        return out
+
+    a.reset(seed=7)
+    first = play(a, chunks[:40])                                          # one episode ended, the next is running
+    state = a.replay_state()
+    assert state["count"] == 1 and len(state["actions"]) == 20 and len(first) == 41
+    obs, _ = b.reset(seed=7, options={"replay": {7: state}})
+    assert np.array_equal(obs, first[-1][0])
+    for (x, rx), (y, ry) in zip(play(a, chunks[40:]), play(b, chunks[40:])):   # and on, past the next reset
+        assert np.array_equal(x, y) and rx == ry
+
+
+def test_push_info_names_the_side_once_the_block_leaves_the_start_line():
+    env = envs.make_env("push")
+    for i in range(4):
+        obs, info = env.reset(seed=envs.demo_seed(0, i))
+        expert, seen, done = envs.make_expert(env, np.random.default_rng([i, 1])), [info], False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert.act(obs))
+            seen, done = seen + [info], terminated or truncated
+        modes = [s["mode"] for s in seen]
+        first = next(t for t, m in enumerate(modes) if m != -1)
+        assert info["success"] and modes[-1] == expert.mode and set(modes[first:]) == {expert.mode}
+        assert first < len(modes) - 1 and not any(s["success"] for s in seen[:first + 1])   # named before success
+
+
 def test_push_experts_use_both_modes_and_averaging_them_fails():
     env = envs.make_env("push")
     u = env.unwrapped
@@ -462,7 +500,7 @@ def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
 
 # Every numeric flag of every entry point, given -1, nan or 0: a one-line refusal naming the flag,
 # except where the value means something. Those are listed here, so a new flag without a range fails.
-MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"), ("anchor_focus", "0"), ("mode_coef", "0"),
+MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"),
               ("ent_coef", "0"), ("anchor_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
               ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
               ("workspace_low_m", "0"), ("video", "0")}
@@ -808,7 +846,7 @@ def test_dbpo_logprobs_recomputed_from_the_stored_z_reproduce_the_rollout():
     agent = _agent()
     b = _rollout(agent)
     c, z, na = (b[k].flatten(0, 1) for k in ("c", "z", "na"))
-    logprob, entropy, value, anchor, _ = agent.recompute(c, z, na)
+    logprob, entropy, value, anchor = agent.recompute(c, z, na)
     assert torch.allclose(logprob, b["logprob"].flatten(), atol=1e-6) and torch.allclose(value, b["value"].flatten(), atol=1e-6)
     other, *_ = agent.recompute(c, torch.randn_like(z), na)                 # z matters: a fresh z changes them
     assert (other - logprob).abs().max() > 0.1
@@ -919,21 +957,6 @@ def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions(prefer):
     assert 0.3 < after["positive"] < 0.7, after
 
 
-def test_dbpo_spread_is_large_where_the_modes_split_and_focus_weights_average_one():
-    policy, _ = dbp.bimodal_toy(steps=200)                                 # a = +-0.8: normalized +-1
-    agent = dbpo.DBPOAgent(policy, dbpo.DBPOConfig(mode_samples=64))
-    spread = agent.spread(torch.zeros(4, 1), torch.Generator().manual_seed(0))
-    assert spread.shape == (4,) and torch.all((spread > 0.6) & (spread < 1.4)), spread   # the variance of +-1 is 1
-    agent = dbpo.DBPOAgent(policy, dbpo.DBPOConfig(anchor_focus=1.0, mode_coef=1.0, critic_warmup_iters=0))
-    buffer = agent.make_buffer(2, 8)
-    for _ in range(2):
-        _, step = agent.act(torch.rand(8, 1, 1) * 2 - 1)
-        buffer.add(**step, reward=torch.rand(8), terminated=torch.ones(8, dtype=torch.bool),
-                   truncated=torch.zeros(8, dtype=torch.bool), final_value=torch.zeros(8))
-    stats = dbpo.ppo_update(agent, buffer, torch.zeros(8), *dbpo.make_optimizers(agent, agent.cfg, 10), agent.cfg)
-    assert stats["losses/mode"] > 0 and np.isfinite(list(stats.values())).all()
-
-
 def _dbpo(tmp_path, *args):
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--stage", "dbpo", "--n-envs", "2", "--n-decisions", "4",
            "--eval-episodes", "1", "--critic-warmup-iters", "1", "--minibatch-size", "4", *args]
@@ -957,6 +980,10 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     assert (tmp_path / "r" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     iters = [int(r["iteration"]) for r in rows if r["losses/policy"]]
     assert iters == list(range(1, 61))                                    # nothing lost, nothing repeated
+    # the resumed run continued its episodes where they were: it matches an uninterrupted run row for row
+    _, err = _dbpo(tmp_path, "--ckpt", stage1, "--iterations", "60", "--eval-every", "3", "--out", "u").communicate(timeout=300)
+    same = [k for k in rows[0] if k not in ("minutes", "charts/SPS")]
+    assert [[r[k] for k in same] for r in csv.DictReader(open(tmp_path / "u" / "log.csv"))] == [[r[k] for k in same] for r in rows]
     result = json.load(open(tmp_path / "r" / "eval.json"))
     assert result["stage"] == "dbpo" and result["iterations"] == 60 and result["history"][0]["iteration"] == 0
     assert {"success_rate", "ci95", "n_episodes", "env_steps", "history"} <= set(result)

@@ -337,7 +337,8 @@ def finetune(cfg, ckpt, start=None):
     To, Ta, N, T = policy.n_obs_steps, policy.n_action_steps, cfg.n_envs, cfg.n_decisions
     optimizers, schedulers = dbpo.make_optimizers(agent, cfg, cfg.iterations)
     gen = torch.Generator().manual_seed(cfg.seed)
-    it, env_steps, seconds, history = 0, 0, 0.0, []
+    it, env_steps, seconds, history, replay = 0, 0, 0.0, [], {}
+    seeds = [cfg.seed * 100_000 + i for i in range(N)]            # env i's episodes: envs.episode_seed(seeds[i], k)
     if ckpt is not None:
         t = ckpt["train"]
         agent.load_state_dict(t["agent"])
@@ -345,15 +346,22 @@ def finetune(cfg, ckpt, start=None):
             o.load_state_dict(o_state)
             s.load_state_dict(s_state)
         it, env_steps, seconds, history = t["iteration"], t["env_steps"], t["train_seconds"], t["history"]
+        replay = {seed: dict(count=count, actions=actions.numpy())  # the episodes in progress (older runs: none)
+                  for seed, count, actions in zip(seeds, t.get("env_counts", []), t.get("env_actions", []))}
         torch.set_rng_state(t["rng"])
         gen.set_state(t["sampler_rng"])
 
+    episodes = []                                  # the envs' episodes in progress: --resume continues them
+
     def save():
+        if not vec.closed:
+            episodes[:] = vec.call("replay_state")
         dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), agent.policy, run_config=dataclasses.asdict(cfg),
                             task=task, stage="dbpo", train=dict(iteration=it, env_steps=env_steps, agent=agent.state_dict(),
                             optimizers=[o.state_dict() for o in optimizers], schedulers=[s.state_dict() for s in schedulers],
                             rng=torch.get_rng_state(), sampler_rng=gen.get_state(), train_seconds=run.seconds,
-                            history=history))
+                            history=history, env_counts=[e["count"] for e in episodes],
+                            env_actions=[torch.from_numpy(e["actions"]) for e in episodes]))
 
     def evaluation(final=False):
         """Evaluate mu_theta; returns the log.csv columns of the result (eval/*)."""
@@ -367,7 +375,7 @@ def finetune(cfg, ckpt, start=None):
     vec = gym.vector.AsyncVectorEnv([functools.partial(envs.make_chunk_env, task, To, Ta, worker=True)] * N,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent.set_action_bounds(vec.single_action_space.low[0], vec.single_action_space.high[0])
-    obs, _ = vec.reset(seed=[cfg.seed * 100_000 + it * N + i for i in range(N)])  # resumed runs re-seed here
+    obs, _ = vec.reset(seed=seeds, options={"replay": replay})   # resumed: replays the episodes in progress
     buffer = agent.make_buffer(T, N)
     keys = ["iteration", "env_steps", *dbpo.METRICS, "charts/success_rate", "charts/return", "charts/episodes",
             "charts/SPS", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
@@ -396,9 +404,9 @@ def finetune(cfg, ckpt, start=None):
                 row.update(evaluation()[1])
                 run.bar.set_postfix(success=row["eval/success_rate"], rollout=row.get("charts/success_rate"))
             run.step(it, row)
+        run.end_loop()                             # saves (the envs still open); exits after Ctrl-C
     finally:
         vec.close()
-    run.end_loop()
     result, columns = evaluation(final=True)
     save()
     result.update(task=task, stage="dbpo", iterations=it, env_steps=env_steps, train_seconds=round(run.seconds, 1),
