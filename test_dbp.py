@@ -501,7 +501,7 @@ def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
 # Every numeric flag of every entry point, given -1, nan or 0: a one-line refusal naming the flag,
 # except where the value means something. Those are listed here, so a new flag without a range fails.
 MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"),
-              ("ent_coef", "0"), ("anchor_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
+              ("ent_coef", "0"), ("anchor_coef", "0"), ("imitation_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
               ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
               ("workspace_low_m", "0"), ("video", "0")}
 
@@ -893,6 +893,48 @@ def test_dbpo_anchor_holds_each_executed_dim_as_if_the_chunk_were_executed(over_
     c, z = torch.rand(5, 6), torch.randn(5, 12)
     anchor = agent.recompute(c, z, torch.zeros(5, 6))[3]
     assert anchor.item() == pytest.approx(0.01 * scale, rel=1e-4)          # default: summed / (Ta*Da) = 0.01 * Th/Ta
+
+
+def test_success_replay_keeps_successful_episodes_per_mode_and_survives_a_checkpoint(tmp_path):
+    replay = dbpo.SuccessReplay(n_envs=2, capacity=5)
+    decision = lambda v: (torch.full((2, 3), v), torch.full((2, 4), v), torch.full((2, 2), v))
+    for v in range(3):                                                  # env 0: 3 decisions, env 1: 3 decisions
+        replay.record(*decision(float(v)))
+    replay.end(0, success=True, mode=1)
+    replay.end(1, success=False, mode=0)                                # a failure is dropped
+    assert list(replay.modes) == [1] and replay.modes[1][0][:, 0].tolist() == [0.0, 1.0, 2.0]
+    replay.record(*decision(7.0))                                       # an episode in progress crosses a save
+    path = str(tmp_path / "r.pt")
+    torch.save(replay.state_dict(), path)
+    back = dbpo.SuccessReplay(n_envs=2, capacity=5)
+    back.load_state_dict(torch.load(path, weights_only=True))
+    for r in (replay, back):
+        for v in (8.0, 9.0):
+            r.record(*decision(v))
+        r.end(1, success=True, mode=-1)
+        r.end(0, success=True, mode=1)                                  # 3 more: the oldest one is dropped
+        assert sorted(r.modes) == [-1, 1] and r.modes[1][2][:, 0].tolist() == [1.0, 2.0, 7.0, 8.0, 9.0]
+        assert r.modes[-1][1][:, 0].tolist() == [7.0, 8.0, 9.0] and r.pending == [[], []]
+    batches = back.sample(4, torch.Generator().manual_seed(0))         # k per mode, mode order
+    assert [b[0].shape for b in batches] == [(4, 3), (4, 3)] and set(batches[0][0][:, 0].tolist()) <= {7.0, 8.0, 9.0}
+
+
+def test_dbpo_imitation_weighs_each_mode_alike_however_many_successes_it_has():
+    agent = _agent()
+    c, z = torch.rand(40, 6), torch.randn(40, 12)
+    with torch.no_grad():
+        mu = agent.distribution(c, z)[0]
+    near, far = (c[:20], z[:20], mu[:20] + 0.01), (c[20:], z[20:], mu[20:] + 1.0)
+    one = lambda x, n: tuple(t[:n] for t in x)
+    assert agent.imitation([]).item() == 0.0                          # nothing succeeded yet: no term
+    torch.manual_seed(1)                                                # the same fresh z in both evaluations
+    both = agent.imitation([near, one(far, 2)]).item()                  # 2 successes of the far mode weigh as 20
+    torch.manual_seed(1)
+    each = [agent.imitation([near]).item(), agent.imitation([one(far, 2)]).item()]
+    assert both == pytest.approx(sum(each) / 2, rel=1e-5)                # not (20 * near + 2 * far) / 22
+    loss = agent.imitation([far])
+    loss.backward()
+    assert loss.item() > 0 and agent.policy.net.out[1].bias.grad.abs().sum() > 0
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")

@@ -306,12 +306,14 @@ def load_stage1(cfg, given):
     return dbp.DBPPolicy.from_checkpoint(ckpt, expect=dims), ckpt["task"]
 
 
-def rollout(agent, vec, obs, buffer, generator):
-    """Fill the buffer: T decisions in each of the N envs of vec, from their current obs (N, To, Do).
+def rollout(agent, vec, obs, buffer, generator, replay):
+    """Fill the buffer: T decisions in each of the N envs of vec, from their current obs (N, To, Do);
+    the successful episodes go to replay (a dbpo.SuccessReplay).
     Returns (the obs after the last decision, env steps taken, [(success, return)] of ended episodes)."""
     n_steps, episodes = 0, []
     for _ in range(buffer.T):
         actions, step = agent.act(obs, generator=generator)
+        replay.record(step["c"], step["z"], step["na"])
         obs, reward, terminated, truncated, info = vec.step(actions)
         done = terminated | truncated
         final_value = torch.zeros(vec.num_envs)
@@ -319,6 +321,8 @@ def rollout(agent, vec, obs, buffer, generator):
             final = info["final_info"]
             n_steps += int(final["chunk_steps"][done].sum())
             episodes += [(final["success"][i], final["episode_return"][i]) for i in np.flatnonzero(done)]
+            for i in np.flatnonzero(done):
+                replay.end(i, final["success"][i], final["mode"][i])
             if truncated.any():  # bootstrap from the last observation of truncated episodes
                 final_value[truncated] = agent.value(np.stack(info["final_obs"][truncated]))
         n_steps += int(info["chunk_steps"][~done].sum())
@@ -335,6 +339,7 @@ def finetune(cfg, ckpt, start=None):
     policy, task = start if ckpt is None else (dbp.DBPPolicy.from_checkpoint(ckpt), ckpt["task"])
     agent = dbpo.DBPOAgent(policy, cfg)
     To, Ta, N, T = policy.n_obs_steps, policy.n_action_steps, cfg.n_envs, cfg.n_decisions
+    successes = dbpo.SuccessReplay(N, cfg.imitation_capacity)
     optimizers, schedulers = dbpo.make_optimizers(agent, cfg, cfg.iterations)
     gen = torch.Generator().manual_seed(cfg.seed)
     it, env_steps, seconds, history, replay = 0, 0, 0.0, [], {}
@@ -348,6 +353,8 @@ def finetune(cfg, ckpt, start=None):
         it, env_steps, seconds, history = t["iteration"], t["env_steps"], t["train_seconds"], t["history"]
         replay = {seed: dict(count=count, actions=actions.numpy())  # the episodes in progress (older runs: none)
                   for seed, count, actions in zip(seeds, t.get("env_counts", []), t.get("env_actions", []))}
+        if "successes" in t:                               # older runs: an empty replay
+            successes.load_state_dict(t["successes"])
         torch.set_rng_state(t["rng"])
         gen.set_state(t["sampler_rng"])
 
@@ -360,7 +367,7 @@ def finetune(cfg, ckpt, start=None):
                             task=task, stage="dbpo", train=dict(iteration=it, env_steps=env_steps, agent=agent.state_dict(),
                             optimizers=[o.state_dict() for o in optimizers], schedulers=[s.state_dict() for s in schedulers],
                             rng=torch.get_rng_state(), sampler_rng=gen.get_state(), train_seconds=run.seconds,
-                            history=history, env_counts=[e["count"] for e in episodes],
+                            history=history, successes=successes.state_dict(), env_counts=[e["count"] for e in episodes],
                             env_actions=[torch.from_numpy(e["actions"]) for e in episodes]))
 
     def evaluation(final=False):
@@ -389,9 +396,9 @@ def finetune(cfg, ckpt, start=None):
     try:
         while it < cfg.iterations and not run.interrupted:
             t_iter = time.time()
-            obs, n_steps, episodes = rollout(agent, vec, obs, buffer, gen)
+            obs, n_steps, episodes = rollout(agent, vec, obs, buffer, gen, successes)
             stats = dbpo.ppo_update(agent, buffer, agent.value(obs), optimizers, schedulers, cfg,
-                                    critic_only=it < cfg.critic_warmup_iters, generator=gen)
+                                    critic_only=it < cfg.critic_warmup_iters, generator=gen, replay=successes)
             buffer.reset()
             it, env_steps = it + 1, env_steps + n_steps
             row = dict(iteration=it, env_steps=env_steps, minutes=f"{run.seconds / 60:.2f}",
