@@ -508,16 +508,15 @@ def load_checkpoint(path):
 
 
 # ----------------------------------------------------------------------------- demo
-def bimodal_toy(steps=400, seed=0, positive=0.5):
-    """Conditional bimodal toy: action = +-0.8 at random whatever the observation (+0.8 with probability
-    `positive`). Trains a
+def bimodal_toy(steps=400, seed=0):
+    """Conditional bimodal toy: action = +-0.8 at random whatever the observation. Trains a
     small DBPPolicy on it (weighted neighbour positives, K = 16: every observation has one
     recorded action, its neighbours hold both modes) -> (policy, seconds). Also the stage-1
     policy of dbpo.py's demo."""
     torch.manual_seed(seed)
     N = 2000
     obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
-    actions = ((torch.rand(N, 1, 1) < positive) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
+    actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
     policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16))
     policy.normalizer.fit(obs, actions)
     pos, w = policy.positives(obs, actions)
