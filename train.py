@@ -308,12 +308,13 @@ def load_stage1(cfg, given):
 
 def rollout(agent, vec, obs, buffer, generator, replay):
     """Fill the buffer: T decisions in each of the N envs of vec, from their current obs (N, To, Do);
-    the successful episodes go to replay (a dbpo.SuccessReplay).
+    the successful episodes go to replay (a dbpo.SuccessReplay; None: kept nowhere).
     Returns (the obs after the last decision, env steps taken, [(success, return)] of ended episodes)."""
     n_steps, episodes = 0, []
     for _ in range(buffer.T):
         actions, step = agent.act(obs, generator=generator)
-        replay.record(step["c"], step["z"], step["na"])
+        if replay:
+            replay.record(step["c"], step["z"], step["na"])
         obs, reward, terminated, truncated, info = vec.step(actions)
         done = terminated | truncated
         final_value = torch.zeros(vec.num_envs)
@@ -321,7 +322,7 @@ def rollout(agent, vec, obs, buffer, generator, replay):
             final = info["final_info"]
             n_steps += int(final["chunk_steps"][done].sum())
             episodes += [(final["success"][i], final["episode_return"][i]) for i in np.flatnonzero(done)]
-            for i in np.flatnonzero(done):
+            for i in np.flatnonzero(done) if replay else ():
                 replay.end(i, final["success"][i], final["mode"][i])
             if truncated.any():  # bootstrap from the last observation of truncated episodes
                 final_value[truncated] = agent.value(np.stack(info["final_obs"][truncated]))
@@ -339,7 +340,7 @@ def finetune(cfg, ckpt, start=None):
     policy, task = start if ckpt is None else (dbp.DBPPolicy.from_checkpoint(ckpt), ckpt["task"])
     agent = dbpo.DBPOAgent(policy, cfg)
     To, Ta, N, T = policy.n_obs_steps, policy.n_action_steps, cfg.n_envs, cfg.n_decisions
-    successes = dbpo.SuccessReplay(N, cfg.imitation_capacity)
+    successes = dbpo.SuccessReplay(N, cfg.imitation_capacity) if cfg.imitation_coef > 0 else None
     optimizers, schedulers = dbpo.make_optimizers(agent, cfg, cfg.iterations)
     gen = torch.Generator().manual_seed(cfg.seed)
     it, env_steps, seconds, history, replay = 0, 0, 0.0, [], {}
@@ -353,7 +354,7 @@ def finetune(cfg, ckpt, start=None):
         it, env_steps, seconds, history = t["iteration"], t["env_steps"], t["train_seconds"], t["history"]
         replay = {seed: dict(count=count, actions=actions.numpy())  # the episodes in progress (older runs: none)
                   for seed, count, actions in zip(seeds, t.get("env_counts", []), t.get("env_actions", []))}
-        if "successes" in t:                               # older runs: an empty replay
+        if successes and t.get("successes"):               # older runs: an empty replay
             successes.load_state_dict(t["successes"])
         torch.set_rng_state(t["rng"])
         gen.set_state(t["sampler_rng"])
@@ -367,7 +368,7 @@ def finetune(cfg, ckpt, start=None):
                             task=task, stage="dbpo", train=dict(iteration=it, env_steps=env_steps, agent=agent.state_dict(),
                             optimizers=[o.state_dict() for o in optimizers], schedulers=[s.state_dict() for s in schedulers],
                             rng=torch.get_rng_state(), sampler_rng=gen.get_state(), train_seconds=run.seconds,
-                            history=history, successes=successes.state_dict(), env_counts=[e["count"] for e in episodes],
+                            history=history, successes=successes and successes.state_dict(), env_counts=[e["count"] for e in episodes],
                             env_actions=[torch.from_numpy(e["actions"]) for e in episodes]))
 
     def evaluation(final=False):
