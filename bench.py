@@ -1,169 +1,183 @@
-"""Benchmark: DBP (1 NFE) against Diffusion Policy (DDPM-100, DDIM-10) and MSE regression.
+"""Benchmark: DBP (1 NFE) against Diffusion Policy at its best and against the one-step competitors.
 
-Checks the headline of Gao et al. 2026 (arXiv 2604.03540; ALGORITHM.md section 3) on our own
-tasks: one network evaluation matches or beats a 100-step diffusion policy in success at a
-fraction of its latency, and a regression policy fails where demonstrations are multimodal.
-Every method gets the same cached demos, the same backbone (dbp.DriftNet at PretrainConfig's
-size), the same normalizer, gradient steps, batch, lr schedule, EMA and seeds; everything in
-the table is measured by this run.
+Checks the two claims of Gao et al. 2026 (arXiv 2604.03540; ALGORITHM.md section 3) on our own tasks:
+DBP matches or beats multi-step diffusion at a fraction of its latency, and beats the other one-step
+generative policies. Every model (baselines.py) gets the same cached demos per seed, normalizer,
+batches, optimizer, lr schedule, EMA and gradient steps; each is evaluated at several checkpoints, so
+the table gives success both at equal steps and at each method's best, with the evidence that it
+stopped improving. A cell (task, model, seed) is trained and evaluated in a worker process of its own
+and saved to OUT/cells/ when done: an interrupted run continues where it stopped.
 
-    python bench.py --json bench.json                # all tasks, the README table (13-35 min on 2 idle cores)
-    python bench.py --quick --json bench.json        # reduced run in a few minutes (the test's)
-    python bench.py --help                           # every flag, with its meaning
+    python bench.py                            # all tasks, models and 3 seeds; OUT/bench.json, bench.png, bench_steps.png
+    python bench.py --quick --json bench.json  # reduced run in a few minutes (the test's)
+    python bench.py --help                     # every flag, with its meaning
 """
 import dataclasses
 import importlib.metadata
 import json
-import math
+import multiprocessing
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm import tqdm
 
+import baselines
 import dbp
 import envs
 import train
 from dbp import option
 
 DEFAULT_THREADS = torch.get_num_threads()  # read before any set_num_threads
-TEMB_DIM = 64                              # sinusoidal timestep embedding width (Diffusion Policy only)
 WARMUP_CALLS = 20                          # untimed predict_action calls before latency timing
-METHODS = {"dbp": "dbp", "ddpm": "diffusion", "ddim": "diffusion", "mse": "mse"}  # method -> the model it samples
+MODELS = ("dbp", "dp-unet", "dp-mlp", "flow", "shortcut", "mse")  # trained models, in the table's order
 
 
 @dataclass
 class BenchConfig(train.EvalConfig, train.DemoConfig):
-    """The benchmark; demos, seed and evaluation episodes as in train.py."""
+    """The benchmark; demos and evaluation episodes as in train.py."""
     tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
-    methods: str = option(",".join(METHODS), f"comma-separated methods, from {list(METHODS)} (DDPM and DDIM sample "
-                          "the same trained diffusion model)")
-    steps: int = option(8000, "gradient steps per model, the same for all (train.py's DBP default is 15000; "
-                        "8000 keep the full run at 13-35 min on 2 idle cores, by VM)", ge=1)
+    models: str = option(",".join(MODELS), f"comma-separated models to train, from {list(MODELS)}; each is evaluated "
+                         "with its samplers (dp-*: DDPM and DDIM, flow: 1 and --flow-steps Euler steps)")
+    seeds: int = option(3, "seeds per cell: 0 .. seeds-1 (demos, initialization, batches, noise, evaluation resets)",
+                        ge=1, le=100)
+    checkpoints: str = option("2500,5000,10000,20000", "gradient steps at which each model is evaluated; it trains "
+                              "to the last, its lr schedule spanning all of them")
+    lr: float = option(3e-4, "AdamW peak learning rate of every model (DBP's, train.py; Diffusion Policy's 1e-4 "
+                       "is slower here: results/bench/lr-screen)", gt=0.0)
+    eval_batch: int = option(50, "evaluation episodes run in lockstep, one batched network call per decision", ge=1)
+    workers: int = option(2, "worker processes, one cell each at a time, each on one torch thread", ge=1)
     latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
     diffusion_steps: int = option(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)", ge=1)
     ddim_steps: int = option(10, "DDIM sampling steps from the same trained diffusion model (its NFE)", ge=1)
-    quick: bool = option(False, "reduced run: push, 20 demos, 300 steps, 5 episodes, 50 latency calls "
-                         "(flags given explicitly win)")
-    json: str = option("", "write the results to this JSON file")
+    flow_steps: int = option(10, "Euler steps of the multi-step flow-matching sampler (the other takes 1)", ge=2)
+    out: str = option("", "directory of the finished cells, bench.json and the plots ('': runs/bench, "
+                      "runs/bench-quick with --quick); a rerun continues from its cells")
+    quick: bool = option(False, "reduced run: push, 20 demos, 1 seed, checkpoints 100,200,300, 5 episodes, 20 latency "
+                         "calls, DDPM-20, DDIM-5, flow-4 (flags given explicitly win)")
+    json: str = option("", "also write the results JSON to this path")
 
     def check(self):
-        if unknown := set(self.methods.split(",")) - set(METHODS):
-            raise dbp.ConfigError("methods", self.methods, f"unknown {sorted(unknown)}; known: {list(METHODS)}")
+        if unknown := set(self.models.split(",")) - set(MODELS):
+            raise dbp.ConfigError("models", self.models, f"unknown {sorted(unknown)}; known: {list(MODELS)}")
         for task in self.tasks.split(","):
             try:
                 envs.resolve_task(task)
             except ValueError as e:
                 raise dbp.ConfigError("tasks", self.tasks, str(e)) from None
+        try:
+            steps = [int(s) for s in self.checkpoints.split(",")]
+        except ValueError:
+            raise dbp.ConfigError("checkpoints", self.checkpoints, "must be comma-separated integers") from None
+        if steps != sorted(set(steps)) or steps[0] < 1:
+            raise dbp.ConfigError("checkpoints", self.checkpoints, "must be increasing positive step counts")
+
+    @property
+    def steps(self):
+        return [int(s) for s in self.checkpoints.split(",")]
 
 
-QUICK = dict(tasks="push", demos=20, steps=300, eval_episodes=5, latency_calls=50)
+QUICK = dict(tasks="push", demos=20, seeds=1, checkpoints="100,200,300", eval_episodes=5, latency_calls=20,
+             diffusion_steps=20, ddim_steps=5, flow_steps=4)
+CELL_FIELDS = ("demos", "lr", "checkpoints", "eval_episodes", "diffusion_steps", "ddim_steps", "flow_steps")  # what a cell's numbers depend on
 
 
 def parse(argv):
     given = vars(dbp.add_config_args(dbp.make_parser(__doc__), BenchConfig).parse_args(argv))
-    return dbp.build_config(BenchConfig, {**(QUICK if given.get("quick") else {}), **given})
+    cfg = dbp.build_config(BenchConfig, {**(QUICK if given.get("quick") else {}), **given})
+    return dataclasses.replace(cfg, out=cfg.out or ("runs/bench-quick" if cfg.quick else "runs/bench"))
 
 
-# ----------------------------------------------------------------------------- baselines
-class Baseline(nn.Module):
-    """What a baseline shares with DBPPolicy, by composition: dims, chunk shape, a dbp.Normalizer
-    and a dbp.DriftNet backbone of the same size (its condition widened by cond_extra).
-    predict_action is dbp.predict_chunks around the subclass's sample(c)."""
-
-    def __init__(self, obs_dim, action_dim, cfg, cond_extra=0):
-        super().__init__()
-        self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.horizon, self.n_obs_steps, self.n_action_steps = cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps
-        self.normalizer = dbp.Normalizer(obs_dim, action_dim)
-        self.net = dbp.DriftNet(cfg.horizon * action_dim, cfg.n_obs_steps * obs_dim + cond_extra, cfg.hidden_dim, cfg.n_blocks)
-
-    def normalized(self, obs, actions):
-        """Raw training batch -> condition c (B, To*Do) and normalized chunks (B, L)."""
-        B = len(obs)
-        return (self.normalizer.normalize_obs(obs).reshape(B, -1), self.normalizer.normalize_actions(actions).reshape(B, -1))
-
-    @torch.inference_mode()
-    def predict_action(self, obs):
-        return dbp.predict_chunks(self, obs, self.sample)
+def methods(cfg):
+    """Evaluated method -> (trained model, arguments of the model's use() or None, NFE)."""
+    d, k, f = cfg.diffusion_steps, cfg.ddim_steps, cfg.flow_steps
+    return {"dbp": ("dbp", None, 1), f"dp-unet-ddpm{d}": ("dp-unet", ("ddpm", d), d),
+            f"dp-unet-ddim{k}": ("dp-unet", ("ddim", k), k), f"dp-mlp-ddpm{d}": ("dp-mlp", ("ddpm", d), d),
+            f"dp-mlp-ddim{k}": ("dp-mlp", ("ddim", k), k), "flow-1": ("flow", (1,), 1), f"flow-{f}": ("flow", (f,), f),
+            "shortcut-1": ("shortcut", (1,), 1), "mse": ("mse", None, 1)}
 
 
-def timestep_embedding(t, dim=TEMB_DIM):
-    """Sinusoidal embedding (Vaswani et al. 2017; Diffusion Policy's SinusoidalPosEmb): t (B,) -> (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / (half - 1))
-    angles = t.float()[:, None] * freqs                                                # (B, dim/2)
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+def build(model, obs_dim, action_dim, pcfg, cfg):
+    """A fresh, unfitted policy of a trained model kind, at DBP's chunk shape (pcfg: train.PretrainConfig)."""
+    if model == "dbp":
+        return dbp.DBPPolicy(obs_dim, action_dim, pcfg)
+    if model.startswith("dp-"):
+        return baselines.DiffusionPolicy(obs_dim, action_dim, pcfg, model[3:], cfg.diffusion_steps)
+    return {"flow": baselines.FlowPolicy, "shortcut": baselines.ShortcutPolicy,
+            "mse": baselines.RegressionPolicy}[model](obs_dim, action_dim, pcfg)
 
 
-class DiffusionPolicy(Baseline):
-    """Diffusion Policy (Chi et al. 2023) on DBP's backbone: the DriftNet with the timestep
-    embedding appended to its (FiLM) condition; input = noisy chunk x_t, output = predicted noise.
-    Trained with DDPM's epsilon objective; sampled by `sampler`, DDPM (all steps) or DDIM (few
-    steps), n_steps NFE, with Diffusion Policy's scheduler settings (diffusers, squaredcos_cap_v2,
-    clip to [-1, 1]). The same weights serve both samplers (load_state_dict)."""
-
-    def __init__(self, obs_dim, action_dim, cfg, diffusion_steps, sampler="ddpm", n_steps=None):
-        super().__init__(obs_dim, action_dim, cfg, cond_extra=TEMB_DIM)
-        kw = dict(num_train_timesteps=diffusion_steps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
-                  prediction_type="epsilon")
-        self.scheduler = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[sampler](**kw)
-        self.n_steps = n_steps or diffusion_steps
-
-    def eps(self, nx, t, c):
-        """Predicted noise for noisy chunks nx (B, L) at timesteps t (B,) given c (B, To*Do)."""
-        return self.net(nx, torch.cat([c, timestep_embedding(t)], dim=-1))
-
-    def compute_loss(self, obs, actions):
-        """DDPM loss (Ho et al. 2020, eq. 14): || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2."""
-        c, nact = self.normalized(obs, actions)                                        # (B, To*Do), (B, L)
-        noise = torch.randn_like(nact)
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(c),))     # t ~ U{0..T-1}
-        nx = self.scheduler.add_noise(nact, noise, t)                                  # q(x_t | x_0)
-        return F.mse_loss(self.eps(nx, t, c), noise), {}
-
-    def sample(self, c):
-        """n_steps denoising steps from x_T ~ N(0, I): (B, To*Do) -> (B, L), n_steps NFE."""
-        self.scheduler.set_timesteps(self.n_steps)
-        nx = torch.randn(len(c), self.horizon * self.action_dim)
-        for t in self.scheduler.timesteps:
-            nx = self.scheduler.step(self.eps(nx, t.expand(len(c)), c), t, nx).prev_sample
-        return nx
-
-
-class RegressionPolicy(Baseline):
-    """Behaviour cloning of the chunk: the DriftNet fed z = 0, MSE to the recorded chunk.
-    Deterministic, so where the demos hold two modes it predicts their mean."""
-
-    def compute_loss(self, obs, actions):
-        c, nact = self.normalized(obs, actions)
-        return F.mse_loss(self.sample(c), nact), {}
-
-    def sample(self, c):
-        return self.net(c.new_zeros(len(c), self.horizon * self.action_dim), c)
+def recipe(task, seed, cfg):
+    """DBP's pretrain recipe (train.PretrainConfig) over the checkpoints; every model trains with it."""
+    pcfg = train.PretrainConfig(task=task, demos=cfg.demos, steps=cfg.steps[-1], seed=seed, demo_dir=cfg.demo_dir, lr=cfg.lr)
+    return dataclasses.replace(pcfg, warmup_steps=min(pcfg.warmup_steps, pcfg.steps // 10))  # shortens --quick's only
 
 
 # ----------------------------------------------------------------------------- measurements
-def train_policy(policy, loss_fn, n_windows, pcfg, desc):
-    """train.py's pretrain loop stripped to the budget: AdamW, lr schedule, grad clip, EMA.
-    loss_fn(idx) -> (loss, info) on a batch of window indices. Returns (EMA policy, seconds)."""
-    torch.manual_seed(pcfg.seed)                        # the same noise stream for every method
+@torch.no_grad()
+def chunk_modes(policy, demo, obs, actions, mode_names, seed):
+    """Where the first chunk goes at every demonstrated start state of a two-mode task: each
+    chunk is placed on the axis from mode 0's mean demonstrated first chunk (0) to mode 1's (1);
+    < 1/3 counts as mode 0, > 2/3 as mode 1, else 'between' (the averaged, empty middle)."""
+    starts = np.concatenate([[0], demo["episode_ends"][:-1]])                         # window index = time index
+    modes = torch.from_numpy(demo["modes"])
+    first = actions[starts].flatten(1)                                                 # (E, Th*Da) demonstrated
+    m0, m1 = first[modes == 0].mean(0), first[modes == 1].mean(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        x = torch.as_tensor(policy.predict_action(obs[starts].numpy())).flatten(1)     # (E, Th*Da) generated
+    s = (x - m0) @ (m1 - m0) / (m1 - m0).pow(2).sum()
+    return {mode_names[0]: (s < 1 / 3).float().mean().item(), mode_names[1]: (s > 2 / 3).float().mean().item(),
+            "between": ((s >= 1 / 3) & (s <= 2 / 3)).float().mean().item()}
+
+
+def run_cell(job):
+    """Train one model on one task and seed in this process, evaluating each of its methods at every
+    checkpoint (its EMA weights, cfg.eval_episodes seeded episodes). Returns the cell's JSON dict."""
+    task, model, seed, cfg = job
+    torch.set_num_threads(1)
+    t_cell, pcfg = time.perf_counter(), recipe(task, seed, cfg)
+    demo, obs, actions = train.windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
+    names = envs.mode_names(task)
+    torch.manual_seed(seed)                                                            # the same init stream per seed
+    policy = build(model, obs.shape[-1], actions.shape[-1], pcfg, cfg)
+    policy.normalizer.fit(obs, actions)
+    if model == "dbp":
+        pos, pos_w = policy.positives(obs, actions)
+        loss_fn = lambda i: policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])
+    else:
+        loss_fn = lambda i: policy.compute_loss(obs[i], actions[i])
     ema = dbp.EMA(policy)
     opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(pcfg))
-    batches = torch.Generator().manual_seed(pcfg.seed)  # the same batch sequence for every method
-    t0 = time.perf_counter()
-    for _ in tqdm(range(pcfg.steps), desc=desc, unit="step", dynamic_ncols=True, leave=False):
-        idx = torch.randint(0, n_windows, (pcfg.batch_size,), generator=batches)
-        train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
-    return ema.model.eval(), time.perf_counter() - t0
+    batches = torch.Generator().manual_seed(seed)                                      # the same batches per seed
+    mine = {name: (use, nfe) for name, (m, use, nfe) in methods(cfg).items() if m == model}
+    evaluations, train_s, step = [], 0.0, 0
+    for target in cfg.steps:
+        t0 = time.perf_counter()
+        for step in range(step, target):
+            idx = torch.randint(0, len(obs), (pcfg.batch_size,), generator=batches)
+            train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
+        step, train_s = target, train_s + time.perf_counter() - t0
+        row = dict(step=target, train_seconds=round(train_s, 1), methods={})
+        for name, (use, nfe) in mine.items():
+            t0, evaluated = time.perf_counter(), ema.model.eval() if use is None else ema.model.use(*use).eval()
+            r = train.evaluate(evaluated, task, cfg.eval_episodes, seed, batch=cfg.eval_batch)
+            row["methods"][name] = dict(
+                {k: r[k] for k in ("success_rate", "ci95", "n_success", "n_episodes", "mode_counts")},
+                chunk_modes=chunk_modes(evaluated, demo, obs, actions, names, seed) if len(names) == 2 else None,
+                eval_seconds=round(time.perf_counter() - t0, 1))
+        evaluations.append(row)
+        print(f"  {task} {model} seed {seed}: step {target} ({train_s / 60:.1f} min), "
+              + ", ".join(f"{n} {r['success_rate']:.2f}" for n, r in row["methods"].items()), flush=True)
+    return dict(task=task, model=model, seed=seed, settings={k: getattr(cfg, k) for k in CELL_FIELDS},
+                n_demos=len(demo["episode_ends"]), n_windows=len(obs), wall_seconds=round(time.perf_counter() - t_cell, 1),
+                evaluations=evaluations)
 
 
 def latency(policy, obs, calls, threads):
@@ -182,118 +196,152 @@ def latency(policy, obs, calls, threads):
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-@torch.no_grad()
-def chunk_modes(policy, demo, obs, actions, mode_names, seed):
-    """Where the first chunk goes at every demonstrated start state of a two-mode task: each
-    chunk is placed on the axis from mode 0's mean demonstrated first chunk (0) to mode 1's (1);
-    < 1/3 counts as mode 0, > 2/3 as mode 1, else 'between' (the averaged, empty middle)."""
-    starts = np.concatenate([[0], demo["episode_ends"][:-1]])                         # window index = time index
-    modes = torch.from_numpy(demo["modes"])
-    first = actions[starts].flatten(1)                                                 # (E, Th*Da) demonstrated
-    m0, m1 = first[modes == 0].mean(0), first[modes == 1].mean(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        x = torch.as_tensor(policy.predict_action(obs[starts].numpy())).flatten(1)     # (E, Th*Da) generated
-    s = (x - m0) @ (m1 - m0) / (m1 - m0).pow(2).sum()
-    return {mode_names[0]: (s < 1 / 3).float().mean().item(), mode_names[1]: (s > 2 / 3).float().mean().item(),
-            "between": ((s >= 1 / 3) & (s <= 2 / 3)).float().mean().item()}
-
-
-# ----------------------------------------------------------------------------- one task
-def bench_task(task, cfg):
-    """Train the three models on one task's demos, then evaluate and time the four methods."""
-    # DBP's exact pretrain recipe; the baselines share its size, optimizer, schedule and batches.
-    pcfg = train.PretrainConfig(task=task, demos=cfg.demos, steps=cfg.steps, seed=cfg.seed, demo_dir=cfg.demo_dir)
-    pcfg = dataclasses.replace(pcfg, warmup_steps=min(pcfg.warmup_steps, cfg.steps // 10))  # shortens --quick's only
-    demo, obs, actions = train.windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
-    Do, Da = obs.shape[-1], actions.shape[-1]
-    env = envs.make_env(task)
-    mode_names = env.unwrapped.mode_names
-    env.close()
-    print(f"\n{task}: {len(demo['episode_ends'])} demos, {len(obs)} windows, Do={Do} Da={Da}, {cfg.steps} steps per model")
-
-    def build(make):
-        torch.manual_seed(cfg.seed)                                                  # same seed for every init
-        policy = make()
+def latencies(task, cfg):
+    """Latency of every method on one task, back to back in this process (no worker running): a network's
+    cost does not depend on its weights, so each is timed on a fresh policy fitted to seed 0's windows."""
+    pcfg = recipe(task, 0, cfg)
+    _, obs, actions = train.windows(pcfg, task)
+    out = {}
+    for name, (model, use, _) in methods(cfg).items():
+        if model not in cfg.models.split(","):
+            continue
+        torch.manual_seed(0)
+        policy = build(model, obs.shape[-1], actions.shape[-1], pcfg, cfg)
         policy.normalizer.fit(obs, actions)
-        return policy
-
-    # --- training: DBP's neighbour search is part of its training time
-    t0 = time.perf_counter()
-    dbp_policy = build(lambda: dbp.DBPPolicy(Do, Da, pcfg))
-    pos, pos_w = dbp_policy.positives(obs, actions)
-    prep_s = time.perf_counter() - t0
-    diffusion = build(lambda: DiffusionPolicy(Do, Da, pcfg, cfg.diffusion_steps))
-    regression = build(lambda: RegressionPolicy(Do, Da, pcfg))
-    models = {"dbp": (dbp_policy, lambda i: dbp_policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])),
-              "diffusion": (diffusion, lambda i: diffusion.compute_loss(obs[i], actions[i])),
-              "mse": (regression, lambda i: regression.compute_loss(obs[i], actions[i]))}
-    wanted = cfg.methods.split(",")
-    trained, train_s = {}, {}
-    for name, (policy, loss_fn) in [(m, models[m]) for m in models if m in {METHODS[w] for w in wanted}]:
-        trained[name], train_s[name] = train_policy(policy, loss_fn, len(obs), pcfg, f"{task} {name}")
-        print(f"  trained {name:9s} {train_s[name]:6.1f} s  ({cfg.steps / train_s[name]:.1f} steps/s)")
-    if "dbp" in train_s:
-        train_s["dbp"] += prep_s
-    ddim = DiffusionPolicy(Do, Da, pcfg, cfg.diffusion_steps, "ddim", cfg.ddim_steps)
-    if "diffusion" in trained:
-        ddim.load_state_dict(trained["diffusion"].state_dict())                      # the same trained model
-    methods = {"dbp": (trained.get("dbp"), 1, "dbp"),                              # (policy, NFE, trained model)
-               "ddpm": (trained.get("diffusion"), cfg.diffusion_steps, "diffusion"),
-               "ddim": (ddim.eval(), cfg.ddim_steps, "diffusion"),
-               "mse": (trained.get("mse"), 1, "mse")}
-    methods = {name: methods[name] for name in METHODS if name in wanted}
-
-    # --- evaluation (seeded resets and sampling noise) and the multimodality diagnostic
-    results = {}
-    for name, (policy, nfe, model) in methods.items():
-        t0 = time.perf_counter()
-        r = train.evaluate(policy, task, cfg.eval_episodes, cfg.seed, progress=True)
-        results[name] = dict(
-            nfe=nfe, success_rate=r["success_rate"], ci95=r["ci95"], n_episodes=r["n_episodes"],
-            n_success=r["n_success"], mean_return=r["mean_return"], mode_fractions=r["mode_fractions"],
-            mode_counts=r["mode_counts"],
-            chunk_modes=chunk_modes(policy, demo, obs, actions, mode_names, cfg.seed) if len(mode_names) == 2 else None,
-            train_seconds=round(train_s[model], 1), train_steps=cfg.steps, trained_model=model,
-            eval_seconds=round(time.perf_counter() - t0, 1))
-        print(f"  evaluated {name:8s} success {r['success_rate']:.2f} in {results[name]['eval_seconds']:.0f} s")
-
-    # --- latency at batch 1, all methods back to back on the same observation window
-    obs1 = obs[:1].numpy()                                                             # (1, To, Do)
-    for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):
-        for name, (policy, _, _) in methods.items():
-            p50, p99 = latency(policy, obs1, cfg.latency_calls, threads)
-            results[name].update({f"latency_p50_ms_{key}": p50, f"latency_p99_ms_{key}": p99})
-    ratio = {f"latency_ratio_ddpm_over_dbp_{key}": results["ddpm"][f"latency_p50_ms_{key}"]
-             / results["dbp"][f"latency_p50_ms_{key}"] for key in ("1thread", "default") if {"dbp", "ddpm"} <= set(results)}
-    return dict(n_demos=len(demo["episode_ends"]), n_windows=len(obs), obs_dim=obs.shape[-1],
-                action_dim=actions.shape[-1], recipe=dataclasses.asdict(pcfg), methods=results, **ratio)
+        policy = (policy if use is None else policy.use(*use)).eval()
+        out[name] = {}
+        for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):
+            p50, p99 = latency(policy, obs[:1].numpy(), cfg.latency_calls, threads)
+            out[name].update({f"latency_p50_ms_{key}": p50, f"latency_p99_ms_{key}": p99})
+    return out
 
 
-# ----------------------------------------------------------------------------- report
-def label(name, r):
-    return {"dbp": "DBP", "ddpm": f"DP DDPM-{r['nfe']}", "ddim": f"DP DDIM-{r['nfe']}", "mse": "MSE regression"}[name]
+# ----------------------------------------------------------------------------- cells on disk
+def cell_path(cfg, task, model, seed):
+    return os.path.join(cfg.out, "cells", f"{task}-{model}-s{seed}.json")
 
 
-def table(tasks):
-    fmt = lambda d: " / ".join(f"{k} {v:.2f}" for k, v in d.items())
-    rows = [f"| task | method | NFE | success [95% CI] | modes of successes | first-chunk modes | "
-            f"p50/p99 ms, 1 thread | p50/p99 ms, {DEFAULT_THREADS} threads | train s |", "|" + "---|" * 9]
+def load_cell(cfg, path):
+    """A finished cell, or None; one measured with other settings is an error that names the field."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        cell = json.load(f)
+    for key in CELL_FIELDS:
+        if cell["settings"].get(key) != getattr(cfg, key):
+            sys.exit(f"error: {path} was measured with {key} = {cell['settings'].get(key)!r}, this run has "
+                     f"{getattr(cfg, key)!r}: give another --out, or delete the cells to remeasure")
+    return cell
+
+
+def write_json(path, data):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _worker_init():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: finished cells are kept
+    torch.set_num_threads(1)
+
+
+def _collect(job):
+    task, seed, cfg = job
+    envs.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False)
+
+
+def run_cells(cfg, todo):
+    """Run the cells in todo on cfg.workers processes, saving each as it finishes."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(cfg.workers, initializer=_worker_init) as pool:
+        pool.map(_collect, [(task, seed, cfg) for task, seed in sorted({(t, s) for t, _, s in todo})])  # one worker per demo file
+        jobs = [(task, model, seed, cfg) for task, model, seed in todo]
+        for cell in tqdm(pool.imap_unordered(run_cell, jobs), total=len(jobs), desc="cells", unit="cell",
+                         dynamic_ncols=True):
+            write_json(cell_path(cfg, cell["task"], cell["model"], cell["seed"]), cell)
+
+
+# ----------------------------------------------------------------------------- summary
+def summarize(cfg, cells, task):
+    """Per method of one task: success by checkpoint over seeds (mean, std, pooled 95 % interval), the
+    best checkpoint, and whether it was still rising at the last one by more than its interval."""
+    out = {}
+    for name, (model, _, nfe) in methods(cfg).items():
+        mine = [c for c in cells if c["task"] == task and c["model"] == model]
+        if not mine:
+            continue
+        by_step = []
+        for j, step in enumerate(cfg.steps):
+            rs = [c["evaluations"][j]["methods"][name] for c in mine]
+            k, n = sum(r["n_success"] for r in rs), sum(r["n_episodes"] for r in rs)
+            rates = [r["success_rate"] for r in rs]
+            modes = {m: sum(r["mode_counts"][m] for r in rs) for m in rs[0]["mode_counts"]}
+            chunk = ({m: float(np.mean([r["chunk_modes"][m] for r in rs])) for m in rs[0]["chunk_modes"]}
+                     if rs[0]["chunk_modes"] else None)
+            by_step.append(dict(step=step, mean=float(np.mean(rates)), std=float(np.std(rates)), per_seed=rates,
+                                n_success=k, n_episodes=n, ci95=envs.wilson_interval(k, n), mode_counts=modes,
+                                chunk_modes=chunk,
+                                train_seconds=float(np.mean([c["evaluations"][j]["train_seconds"] for c in mine]))))
+        best = max(by_step, key=lambda r: r["mean"])
+        last, prev = by_step[-1], by_step[-2] if len(by_step) > 1 else None
+        rising = prev is not None and last["mean"] - prev["mean"] > (last["ci95"][1] - last["ci95"][0]) / 2
+        out[name] = dict(model=model, nfe=nfe, seeds=sorted(c["seed"] for c in mine), by_step=by_step,
+                         best_step=best["step"], still_rising=rising)
+    return out
+
+
+def label(name):
+    return name.upper() if name in ("dbp", "mse") else name
+
+
+def table(tasks, steps):
+    rows = ["| task | method | NFE | " + " | ".join(f"success at {s} steps" for s in steps) + " | best [pooled 95% CI] | "
+            f"still rising | modes of successes at best | p50 ms, 1 thread | p50 ms, {DEFAULT_THREADS} threads | train s |",
+            "|" + "---|" * (9 + len(steps))]
     for task, t in tasks.items():
         for name, r in t["methods"].items():
-            lo, hi = r["ci95"]
-            modes = (" / ".join(f"{k} {v}" for k, v in r["mode_counts"].items()) + f" of {r['n_episodes']}"
-                     if r["mode_counts"] else "–")
-            rows.append(f"| {task} | {label(name, r)} | {r['nfe']} | {r['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] | "
-                        f"{modes} | {fmt(r['chunk_modes']) if r['chunk_modes'] else '–'} | "
-                        f"{r['latency_p50_ms_1thread']:.2f} / {r['latency_p99_ms_1thread']:.2f} | "
-                        f"{r['latency_p50_ms_default']:.2f} / {r['latency_p99_ms_default']:.2f} | "
-                        f"{r['train_seconds']:.0f}{' (shared)' if r['trained_model'] == 'diffusion' else ''} |")
-    lines = [f"{task}: DDPM-{t['methods']['ddpm']['nfe']} / DBP latency at batch 1 (p50): "
-             f"{t['latency_ratio_ddpm_over_dbp_1thread']:.0f}x on 1 thread, "
-             f"{t['latency_ratio_ddpm_over_dbp_default']:.0f}x on {DEFAULT_THREADS} threads" for task, t in tasks.items()
-             if "latency_ratio_ddpm_over_dbp_default" in t]
-    return "\n".join(rows) + "\n\n" + "\n".join(lines)
+            best = next(b for b in r["by_step"] if b["step"] == r["best_step"])
+            modes = " / ".join(f"{k} {v}" for k, v in best["mode_counts"].items()) or "–"
+            rows.append(f"| {task} | {label(name)} | {r['nfe']} | "
+                        + " | ".join(f"{b['mean']:.2f} ± {b['std']:.2f}" for b in r["by_step"])
+                        + f" | {best['mean']:.2f} [{best['ci95'][0]:.2f}, {best['ci95'][1]:.2f}] at {r['best_step']} | "
+                        f"{'yes' if r['still_rising'] else 'no'} | {modes} | "
+                        f"{r.get('latency_p50_ms_1thread', float('nan')):.2f} | "
+                        f"{r.get('latency_p50_ms_default', float('nan')):.2f} | {r['by_step'][-1]['train_seconds']:.0f} |")
+    return "\n".join(rows)
+
+
+def plot(tasks, path_pareto, path_steps):
+    """bench.png: best success against latency (log axis), one marker per method, a panel per task;
+    bench_steps.png: success against gradient steps per method (mean over seeds, ± std shaded)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(dict.fromkeys(n for t in tasks.values() for n in t["methods"]))
+    style = {n: (f"C{i % 10}", "os^vDP*Xhd"[i % 10]) for i, n in enumerate(names)}
+    for path, steps_plot in ((path_pareto, False), (path_steps, True)):
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+        for ax, (task, t) in zip(axes[0], tasks.items()):
+            for name, r in t["methods"].items():
+                color, marker = style[name]
+                if steps_plot:
+                    x = [b["step"] for b in r["by_step"]]
+                    mean, std = np.array([b["mean"] for b in r["by_step"]]), np.array([b["std"] for b in r["by_step"]])
+                    ax.plot(x, mean, "-", marker=marker, color=color, ms=4, label=label(name))
+                    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, lw=0)
+                elif "latency_p50_ms_1thread" in r:
+                    best = next(b for b in r["by_step"] if b["step"] == r["best_step"])
+                    ax.errorbar(r["latency_p50_ms_1thread"], best["mean"], yerr=best["std"], fmt=marker, color=color,
+                                ms=7, capsize=3, label=label(name))
+            ax.set(title=task, xscale="log", ylim=(-0.02, 1.02), ylabel="success (mean over seeds)",
+                   xlabel="gradient steps" if steps_plot else "latency per action chunk, p50 ms at batch 1, 1 thread")
+            ax.grid(alpha=0.3, which="both")
+        axes[0][-1].legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path + ".tmp.png", dpi=100)
+        plt.close(fig)
+        os.replace(path + ".tmp.png", path)
 
 
 def machine():
@@ -307,19 +355,43 @@ def machine():
 def main(argv=None):
     cfg = parse(sys.argv[1:] if argv is None else argv)
     info, t0 = machine(), time.perf_counter()
-    tasks = {}
-    for task in cfg.tasks.split(","):
-        tasks[envs.resolve_task(task)[0]] = bench_task(task, cfg)
-    out = dict(config=dataclasses.asdict(cfg), machine=info,
-               wall_seconds=round(time.perf_counter() - t0, 1), tasks=tasks)
-    print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; "
-          f"{cfg.steps} steps per model, {cfg.eval_episodes} episodes, {cfg.latency_calls} latency calls; "
-          f"{info['cpu']} ({info['cpu_count']} cores); wall {out['wall_seconds'] / 60:.1f} min\n")
-    print(table(tasks))
-    if cfg.json:
-        with open(cfg.json, "w") as f:
-            json.dump(out, f, indent=2)
-        print(f"\nwrote {cfg.json}")
+    tasks = [envs.resolve_task(t)[0] for t in cfg.tasks.split(",")]
+    cells = [(t, m, s) for t in tasks for m in MODELS if m in cfg.models.split(",") for s in range(cfg.seeds)]
+    done = {c: load_cell(cfg, cell_path(cfg, *c)) for c in cells}
+    todo = sorted((c for c in cells if done[c] is None), key=lambda c: c[1] != "dp-unet")  # the slowest first
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells already in {cfg.out}/cells; running {len(todo)} "
+          f"on {cfg.workers} workers")
+    if todo:
+        try:
+            run_cells(cfg, todo)
+        except KeyboardInterrupt:
+            n = sum(os.path.exists(cell_path(cfg, *c)) for c in cells)
+            sys.exit(f"\ninterrupted: {n} of {len(cells)} cells are saved in {cfg.out}/cells; the same command continues")
+    cells = [load_cell(cfg, cell_path(cfg, *c)) for c in cells]
+    results = {}
+    for task in tasks:
+        summary = summarize(cfg, cells, task)
+        for name, lat in latencies(task, cfg).items():
+            summary[name].update(lat)
+        if "dbp" in summary:
+            for r in summary.values():
+                for key in ("1thread", "default"):
+                    r[f"latency_over_dbp_{key}"] = r[f"latency_p50_ms_{key}"] / summary["dbp"][f"latency_p50_ms_{key}"]
+        results[task] = dict(methods=summary)
+    out = dict(config=dataclasses.asdict(cfg), machine=info, wall_seconds=round(time.perf_counter() - t0, 1),
+               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results)
+    print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; {cfg.seeds} seeds, "
+          f"checkpoints {cfg.checkpoints}, {cfg.eval_episodes} episodes each; {info['cpu']} ({info['cpu_count']} cores); "
+          f"this run {out['wall_seconds'] / 60:.1f} min, all cells {out['cell_seconds'] / 60:.1f} min of worker time\n")
+    print(table(results, cfg.steps))
+    for task, t in results.items():
+        if "dbp" in t["methods"]:
+            print(f"{task}: latency at batch 1 (p50, 1 thread) over DBP's: " + ", ".join(
+                f"{label(n)} {r['latency_over_dbp_1thread']:.0f}x" for n, r in t["methods"].items() if n != "dbp"))
+    for path in filter(None, (os.path.join(cfg.out, "bench.json"), cfg.json)):
+        write_json(path, out)
+    plot(results, os.path.join(cfg.out, "bench.png"), os.path.join(cfg.out, "bench_steps.png"))
+    print(f"\nwrote {cfg.out}/bench.json, bench.png, bench_steps.png" + (f" and {cfg.json}" if cfg.json else ""))
     return out
 
 

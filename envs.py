@@ -576,29 +576,41 @@ def write_video(path, frames, fps):
     os.replace(path + ".tmp", path)
 
 
-def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video_dir="videos"):
+def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video_dir="videos", batch=1):
     """Seeded receding-horizon rollouts of a chunk policy: an object with n_obs_steps To, n_action_steps Ta and
-    predict_action(obs (1, To, Do)) -> chunk (1, Th, Da), whose steps [To-1, To-1+Ta) run before the next query.
+    predict_action(obs (B, To, Do)) -> chunks (B, Th, Da), whose steps [To-1, To-1+Ta) run before the next query.
     Episode i resets with eval_seed(seed, i). A sampling policy should use a seeded stream, for repeatability.
+    batch: episodes run in lockstep, one predict_action call for all that are still running (a multi-step
+    sampler pays its NFE once per decision instead of once per episode; batch 1 queries one at a time).
     The first `video` episodes are rendered to GIFs in video_dir (video_name: reset seed and outcome)."""
     To, Ta = policy.n_obs_steps, policy.n_action_steps
-    env, finals = make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None), []  # last info of each
-    names = env.unwrapped.mode_names
-    for i in tqdm(range(n_episodes), desc=f"eval {resolve_task(task)[0]}", disable=not progress):
-        env.frames = [] if i < video else None
-        obs, info = env.reset(seed=eval_seed(seed, i))
-        terminated = truncated = False
-        while not (terminated or truncated):
-            chunk = np.asarray(policy.predict_action(obs[None]))                # (1, Th, Da)
-            assert chunk.ndim == 3 and chunk.shape[1] >= To - 1 + Ta, \
-                f"predict_action must return (1, >= {To - 1 + Ta}, Da) chunks, got {chunk.shape}"
-            obs, _, terminated, truncated, info = env.step(chunk[0, To - 1:To - 1 + Ta])
-        finals.append(info)
-        if env.frames is not None:
-            outcome = "failure" if not info["success"] else f"success-{names[info['mode']]}" if names else "success"
-            write_video(os.path.join(video_dir, video_name(task, eval_seed(seed, i), outcome)), env.frames,
-                        env.metadata["render_fps"])
-    env.close()
+    group = [make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None)
+             for _ in range(min(batch, n_episodes))]
+    names, finals = group[0].unwrapped.mode_names, [None] * n_episodes         # the last info of each episode
+    bar = tqdm(total=n_episodes, desc=f"eval {resolve_task(task)[0]}", disable=not progress)
+    for first in range(0, n_episodes, len(group)):
+        running, obs = {}, {}                                                    # episode -> its env, its obs
+        for env, i in zip(group, range(first, min(first + len(group), n_episodes))):
+            env.frames = [] if i < video else None
+            running[i], obs[i] = env, env.reset(seed=eval_seed(seed, i))[0]
+        while running:
+            chunks = np.asarray(policy.predict_action(np.stack([obs[i] for i in running])))   # (B, Th, Da)
+            assert chunks.ndim == 3 and len(chunks) == len(running) and chunks.shape[1] >= To - 1 + Ta, \
+                f"predict_action must return ({len(running)}, >= {To - 1 + Ta}, Da) chunks, got {chunks.shape}"
+            for (i, env), chunk in zip(list(running.items()), chunks):
+                obs[i], _, terminated, truncated, info = env.step(chunk[To - 1:To - 1 + Ta])
+                if terminated or truncated:
+                    finals[i] = info
+                    del running[i]
+                    bar.update()
+                    if env.frames is not None:
+                        outcome = "failure" if not info["success"] else \
+                            f"success-{names[info['mode']]}" if names else "success"
+                        write_video(os.path.join(video_dir, video_name(task, eval_seed(seed, i), outcome)), env.frames,
+                                    env.metadata["render_fps"])
+    bar.close()
+    for env in group:
+        env.close()
     n_success = sum(f["success"] for f in finals)
     mode_counts = {name: sum(f["success"] and f["mode"] == m for f in finals) for m, name in enumerate(names)}
     return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),

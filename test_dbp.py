@@ -18,6 +18,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
+import baselines
 import bench
 import dbp
 import dbpo
@@ -769,38 +770,92 @@ def test_refusal_from_the_command_line_is_one_line_without_traceback(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bench.py
-METHOD_FIELDS = ("nfe", "success_rate", "ci95", "n_episodes", "n_success", "mode_fractions", "mode_counts",
-                 "chunk_modes", "train_seconds", "train_steps", "eval_seconds",
-                 "latency_p50_ms_1thread", "latency_p99_ms_1thread", "latency_p50_ms_default", "latency_p99_ms_default")
+QUICK_METHODS = {"dbp": 1, "dp-unet-ddpm20": 20, "dp-unet-ddim5": 5, "dp-mlp-ddpm20": 20, "dp-mlp-ddim5": 5, "flow-1": 1,
+                 "flow-4": 4, "shortcut-1": 1, "mse": 1}  # bench.py --quick: method -> NFE
 
 
-def test_bench_quick_json_has_every_field(tmp_path):
-    path = tmp_path / "bench.json"
-    run = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--tasks", "push",
-                          "--json", str(path), "--demo-dir", str(tmp_path / "demos")],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(tmp_path):
+    path, out = tmp_path / "bench.json", tmp_path / "bq"
+    cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos")]
+    run = subprocess.run(cmd + ["--json", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    out = json.load(open(path))
-    assert out["config"]["quick"] and out["machine"]["torch_threads_default"] >= 1
-    task = out["tasks"]["push"]
-    assert list(task["methods"]) == ["dbp", "ddpm", "ddim", "mse"]
+    result = json.load(open(path))
+    assert result["config"]["quick"] and result["machine"]["torch_threads_default"] >= 1
+    assert result == json.load(open(out / "bench.json")) and (out / "bench.png").exists() and (out / "bench_steps.png").exists()
+    task = result["tasks"]["push"]
+    assert {n: r["nfe"] for n, r in task["methods"].items()} == QUICK_METHODS
     for name, r in task["methods"].items():
-        missing = [k for k in METHOD_FIELDS if k not in r]
-        assert not missing, f"{name} lacks {missing}"
-        assert r["n_episodes"] == 5 and 0 <= r["success_rate"] <= 1 and len(r["ci95"]) == 2
-        assert set(r["mode_fractions"]) == {"left", "right"}                     # push is the two-mode task
-        assert set(r["chunk_modes"]) == {"left", "right", "between"} and abs(sum(r["chunk_modes"].values()) - 1) < 1e-6
+        assert [b["step"] for b in r["by_step"]] == [100, 200, 300] and r["seeds"] == [0], name
+        for b in r["by_step"]:
+            assert b["n_episodes"] == 5 and 0 <= b["mean"] <= 1 and b["ci95"][0] <= b["mean"] <= b["ci95"][1]
+            assert set(b["mode_counts"]) == {"left", "right"} and sum(b["mode_counts"].values()) == b["n_success"]
+            assert set(b["chunk_modes"]) == {"left", "right", "between"} and abs(sum(b["chunk_modes"].values()) - 1) < 1e-6
+        assert r["best_step"] in (100, 200, 300) and r["by_step"][-1]["train_seconds"] > r["by_step"][0]["train_seconds"] > 0
         assert 0 < r["latency_p50_ms_1thread"] <= r["latency_p99_ms_1thread"]
-        assert 0 < r["latency_p50_ms_default"] <= r["latency_p99_ms_default"] and r["train_seconds"] > 0
-    assert [r["nfe"] for r in task["methods"].values()] == [1, 100, 10, 1]
-    assert task["methods"]["ddpm"]["train_seconds"] == task["methods"]["ddim"]["train_seconds"]  # one model, two samplers
-    for key in ("latency_ratio_ddpm_over_dbp_1thread", "latency_ratio_ddpm_over_dbp_default"):
-        assert task[key] > 2, (key, task[key])       # 100 NFE against 1; loose, as the machine may be loaded
-    assert "| push | DBP | 1 |" in run.stdout and "DDPM-100 / DBP latency" in run.stdout
+        assert 0 < r["latency_p50_ms_default"] <= r["latency_p99_ms_default"]
+    ddpm = task["methods"]["dp-mlp-ddpm20"]
+    assert ddpm["by_step"][-1]["train_seconds"] == task["methods"]["dp-mlp-ddim5"]["by_step"][-1]["train_seconds"]  # one model
+    assert ddpm["latency_over_dbp_1thread"] > 2, ddpm       # 20 NFE against 1; loose, as the machine may be loaded
+    assert "| push | DBP | 1 |" in run.stdout and "latency at batch 1" in run.stdout
+    assert len(os.listdir(out / "cells")) == 6                                      # one per trained model
+    # a rerun trains nothing: it reads the cells back
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "6 of 6 cells already" in again.stdout and "cells:" not in again.stderr
+    assert [r["by_step"] for r in json.load(open(out / "bench.json"))["tasks"]["push"]["methods"].values()] == \
+        [r["by_step"] for r in task["methods"].values()]
+    # cells measured with other settings are not mixed in
+    other = subprocess.run(cmd + ["--eval-episodes", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert other.returncode != 0 and "eval_episodes = 5" in other.stderr and "Traceback" not in other.stderr
+
+
+def _toy_chunks(policy, steps=600, seed=0):
+    """Train a chunk policy on a bimodal toy (every chunk all +0.8 or all -0.8, whatever the observation);
+    return the shares of 500 sampled chunks (mean over the chunk) near +0.8, near -0.8 and in between."""
+    torch.manual_seed(seed)
+    N, Th = 2000, 4
+    obs = torch.rand(N, 1, 1) * 2 - 1
+    actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8).expand(N, Th, 1) + 0.02 * torch.randn(N, Th, 1)
+    policy.normalizer.fit(obs, actions)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    for _ in range(steps):
+        i = torch.randint(0, N, (128,))
+        loss, _ = policy.compute_loss(obs[i], actions[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.eval()
+
+    def shares(*use):
+        a = (policy.use(*use) if use else policy).predict_action(torch.rand(500, 1, 1) * 2 - 1)[:, :, 0].mean(1)
+        return [(a > 0.4).float().mean().item(), (a < -0.4).float().mean().item(), (a.abs() <= 0.4).float().mean().item()]
+    return shares
+
+
+def test_baselines_learn_both_modes_of_a_toy_and_one_euler_step_or_regression_averages_them():
+    cfg = dbp.DBPConfig(horizon=4, n_obs_steps=1, n_action_steps=1, hidden_dim=64, n_blocks=2)
+    both = lambda s: s[0] > 0.3 and s[1] > 0.3 and s[2] < 0.15
+    diffusion = _toy_chunks(baselines.DiffusionPolicy(1, 1, cfg, "mlp", 100))
+    assert both(diffusion("ddpm")) and both(diffusion("ddim", 10)), (diffusion("ddpm"), diffusion("ddim", 10))
+    unet = _toy_chunks(baselines.DiffusionPolicy(1, 1, dataclasses.replace(cfg, hidden_dim=128), "unet", 100))  # 16-64 ch.
+    assert both(unet("ddim", 10)), unet("ddim", 10)
+    flow = _toy_chunks(baselines.FlowPolicy(1, 1, cfg))
+    assert both(flow(10)) and flow(1)[2] > 0.9, (flow(10), flow(1))      # one Euler step lands on the mean
+    shortcut = _toy_chunks(baselines.ShortcutPolicy(1, 1, cfg), steps=1500)
+    assert both(shortcut(1)), shortcut(1)                               # trained to jump: one step keeps the modes
+    assert _toy_chunks(baselines.RegressionPolicy(1, 1, cfg))()[2] > 0.9
+
+
+def test_unet_needs_a_horizon_it_can_halve():
+    with pytest.raises(ValueError, match="horizon 6 must divide by 2"):
+        baselines.DiffusionPolicy(3, 2, dbp.DBPConfig(horizon=6), "unet")
+    with pytest.raises(ValueError, match="backbone"):
+        baselines.FlowPolicy(3, 2, dbp.DBPConfig(), "transformer")
 
 
 def test_bench_cli_errors_are_clear():
-    for args, message in ((["--tasks", "push,nope"], "known tasks"), (["--stepz", "5"], "unrecognized arguments")):
+    for args, message in ((["--tasks", "push,nope"], "known tasks"), (["--stepz", "5"], "unrecognized arguments"),
+                          (["--models", "dbp,gan"], "unknown ['gan']"), (["--checkpoints", "5000,2500"], "increasing"),
+                          (["--checkpoints", "1e4"], "integers")):
         with pytest.raises(SystemExit) as e:
             bench.parse(args)
         assert str(e.value.code).startswith("error:") and message in str(e.value.code), e.value.code

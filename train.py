@@ -110,12 +110,12 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig):
 
 
 # ----------------------------------------------------------------------------- run plumbing
-def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out=""):
+def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out="", batch=1):
     """envs.evaluate with the policy's noise z drawn from a seeded stream of its own: repeatable,
     and the training RNG is left where it was. The first `video` episodes go to out/videos/."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return envs.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"))
+        return envs.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"), batch)
 
 
 def open_log(out, keys, resume_at):
