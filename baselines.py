@@ -111,6 +111,11 @@ class ChunkBaseline(nn.Module):
         self.net = dbp.DriftNet(L, C, cfg.hidden_dim, cfg.n_blocks) if backbone == "mlp" else \
             ConvUnet1D(cfg.horizon, action_dim, C, (cfg.hidden_dim // 8, cfg.hidden_dim // 4, cfg.hidden_dim // 2))
 
+    def condition(self, obs):
+        """Raw obs (B, To, Do) -> the normalized condition (B, To*Do), as dbp.predict_chunks asks of a policy."""
+        obs = dbp.check_shape("obs", obs, (None, self.n_obs_steps, self.obs_dim), self.normalizer.obs_center.device)
+        return self.normalizer.normalize_obs(obs).reshape(len(obs), -1)
+
     def normalized(self, obs, actions):
         """Raw training batch -> condition c (B, To*Do) and normalized chunks (B, L)."""
         B = len(obs)

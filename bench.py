@@ -61,6 +61,8 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
     quick: bool = option(False, "reduced run: push, 20 demos, 1 seed, checkpoints 100,200,300, 5 episodes, 20 latency "
                          "calls, DDPM-20, DDIM-5, flow-4 (flags given explicitly win)")
     json: str = option("", "also write the results JSON to this path")
+    report: bool = option(False, "train nothing: the table, JSON and plots of the cells already in OUT (a run in "
+                          "progress, or an interrupted one)")
 
     def check(self):
         if unknown := set(self.models.split(",")) - set(MODELS):
@@ -196,14 +198,14 @@ def latency(policy, obs, calls, threads):
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def latencies(task, cfg):
-    """Latency of every method on one task, back to back in this process (no worker running): a network's
+def latencies(task, cfg, names):
+    """Latency of the methods `names` on one task, back to back in this process (no worker running): a network's
     cost does not depend on its weights, so each is timed on a fresh policy fitted to seed 0's windows."""
     pcfg = recipe(task, 0, cfg)
     _, obs, actions = train.windows(pcfg, task)
     out = {}
     for name, (model, use, _) in methods(cfg).items():
-        if model not in cfg.models.split(","):
+        if name not in names:
             continue
         torch.manual_seed(0)
         policy = build(model, obs.shape[-1], actions.shape[-1], pcfg, cfg)
@@ -359,25 +361,29 @@ def main(argv=None):
     cells = [(t, m, s) for t in tasks for m in MODELS if m in cfg.models.split(",") for s in range(cfg.seeds)]
     done = {c: load_cell(cfg, cell_path(cfg, *c)) for c in cells}
     todo = sorted((c for c in cells if done[c] is None), key=lambda c: c[1] != "dp-unet")  # the slowest first
-    print(f"{len(cells) - len(todo)} of {len(cells)} cells already in {cfg.out}/cells; running {len(todo)} "
-          f"on {cfg.workers} workers")
-    if todo:
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells already in {cfg.out}/cells; "
+          + ("reporting those" if cfg.report else f"running {len(todo)} on {cfg.workers} workers"))
+    if todo and not cfg.report:
         try:
             run_cells(cfg, todo)
         except KeyboardInterrupt:
             n = sum(os.path.exists(cell_path(cfg, *c)) for c in cells)
             sys.exit(f"\ninterrupted: {n} of {len(cells)} cells are saved in {cfg.out}/cells; the same command continues")
-    cells = [load_cell(cfg, cell_path(cfg, *c)) for c in cells]
+    cells = [cell for cell in (load_cell(cfg, cell_path(cfg, *c)) for c in cells) if cell is not None]
     results = {}
     for task in tasks:
-        summary = summarize(cfg, cells, task)
-        for name, lat in latencies(task, cfg).items():
+        if not (summary := summarize(cfg, cells, task)):
+            continue                                                                  # --report before any cell of it
+        for name, lat in latencies(task, cfg, summary).items():
             summary[name].update(lat)
         if "dbp" in summary:
             for r in summary.values():
                 for key in ("1thread", "default"):
                     r[f"latency_over_dbp_{key}"] = r[f"latency_p50_ms_{key}"] / summary["dbp"][f"latency_p50_ms_{key}"]
         results[task] = dict(methods=summary)
+    if not results:
+        print("no cell finished yet: nothing to report")
+        return None
     out = dict(config=dataclasses.asdict(cfg), machine=info, wall_seconds=round(time.perf_counter() - t0, 1),
                cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results)
     print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; {cfg.seeds} seeds, "

@@ -13,6 +13,9 @@ This file stands alone (torch, numpy, stdlib): copy it into your codebase and us
     pos, w = policy.positives(obs, actions)       # optional: neighbour positives (K = cfg.k)
     loss, info = policy.compute_loss(obs, actions, pos, w)
     actions = policy.predict_action(obs)          # exactly one network evaluation
+From cameras (DBPConfig(obs="pixels")), obs is {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
+    policy = DBPPolicy(Do, action_dim, DBPConfig(obs="pixels"), image_shape=(V, 3, H, W))
+    policy.normalizer.fit(obs["agent_pos"], actions)   # then as above
 Run `python dbp.py` for a seconds-long demo and the batch-1 latency.
 
 Shape letters, used in comments at every reshape:
@@ -36,6 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CKPT_FORMAT = "dbp-checkpoint-v2"
+OBS_MODES = ("state", "pixels")   # as envs.OBS_MODES
+PIXEL_FIELDS = ("obs", "crop", "encoder_channels", "image_features")  # DBPConfig's fields for pixel observations
 TEMPERATURES = (0.02, 0.05, 0.2)  # kernel temperatures tau, in units of the mean distance
 SELF_MASK = 100.0                 # added to self-distances so a sample does not repel itself
 
@@ -141,8 +146,18 @@ class DBPConfig(Config):
                     "chunk, as in the paper; > 1: see neighbor_positives)", ge=1)
     bandwidth: float = option(0.02, "k > 1: neighbour weight kernel width per normalized obs dim (inf = unweighted kNN)",
                               gt=0.0, le=math.inf)
+    obs: str = option("state", "what the policy sees: 'state' (the task's obs vector) or 'pixels' (camera images and "
+                      "the arms' own pose: {'image': (To, V, 3, H, W) uint8, 'agent_pos': (To, Do)})")
+    crop: int = option(58, "pixels: side (px) of each image's random crop in training, of its centre crop in "
+                       "evaluation (Diffusion Policy's augmentation); >= 21 leaves the 3 convs a map to attend over", ge=21)
+    encoder_channels: int = option(32, "pixels: channels of each of the image encoder's 3 conv layers", ge=1)
+    image_features: int = option(64, "pixels: features per camera image out of the encoder", ge=1)
 
     def check(self):
+        if self.obs not in OBS_MODES:
+            raise ConfigError("obs", self.obs, f"must be one of {OBS_MODES}")
+        if self.obs == "pixels" and self.k != 1:  # neighbours in image space mean nothing
+            raise ConfigError("k", self.k, "must be 1 with obs 'pixels'")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:  # the executed slice must fit in the chunk
             raise ConfigError("horizon", self.horizon, f"must be >= n_obs_steps - 1 + n_action_steps = "
                               f"{self.n_obs_steps - 1 + self.n_action_steps}")
@@ -278,17 +293,53 @@ class Normalizer(nn.Module):
 
 def predict_chunks(policy, obs, sample):
     """predict_action plumbing of every chunk policy (DBPPolicy, the benchmark's baselines):
-    raw obs (B, To, Do), numpy or torch -> sample(c) with c the normalized condition (B, To*Do)
-    -> normalized chunks (B, Th*Da) -> raw chunks (B, Th, Da); numpy in gives numpy out."""
-    as_numpy = isinstance(obs, np.ndarray)
-    obs = check_shape("obs", obs, (None, policy.n_obs_steps, policy.obs_dim), policy.normalizer.obs_center.device)
-    B = len(obs)
-    nact = sample(policy.normalizer.normalize_obs(obs).reshape(B, -1))                      # (B, Th*Da)
+    raw obs (B, To, Do) (or a pixel policy's dict), numpy or torch -> sample(c) with c = policy.condition(obs)
+    (B, C) -> normalized chunks (B, Th*Da) -> raw chunks (B, Th, Da); numpy in gives numpy out."""
+    as_numpy = isinstance(obs["agent_pos"] if isinstance(obs, dict) else obs, np.ndarray)
+    c = policy.condition(obs)
+    B = len(c)
+    nact = sample(c)                                                                        # (B, Th*Da)
     actions = policy.normalizer.unnormalize_actions(nact.reshape(B, policy.horizon, policy.action_dim))
     return actions.cpu().numpy() if as_numpy else actions
 
 
 # ----------------------------------------------------------------------------- network
+class ImageEncoder(nn.Module):
+    """Camera images -> features, in the spirit of Diffusion Policy's (GroupNorm instead of BatchNorm,
+    spatial softmax), small enough for batch-1 CPU inference: three conv layers shared by the V cameras,
+    each image's keypoints (expected x, y of every channel's softmax) -> `features`.
+    Training takes a random crop of each image (augmentation), evaluation the centre crop."""
+
+    def __init__(self, crop, channels, features):
+        super().__init__()
+        c, groups = channels, min(8, channels)
+        self.crop = crop
+        # no conv bias: the GroupNorm after each conv removes it (and has its own)
+        self.convs = nn.Sequential(nn.Conv2d(3, c, 5, stride=2, bias=False), nn.GroupNorm(groups, c), nn.SiLU(),
+                                   nn.Conv2d(c, c, 3, stride=2, bias=False), nn.GroupNorm(groups, c), nn.SiLU(),
+                                   nn.Conv2d(c, c, 3, bias=False), nn.GroupNorm(groups, c), nn.SiLU())
+        self.out = nn.Linear(2 * c, features)
+
+    def forward(self, images):
+        """images (B, V, 3, H, W) uint8 -> (B, V * features)."""
+        B, V, _, H, W = images.shape
+        x = images.reshape(B * V, 3, H, W).float() / 127.5 - 1                             # (B*V, 3, H, W) in [-1, 1]
+        k = self.crop
+        if self.training:                                                                 # a random crop per image
+            oy, ox = (torch.randint(0, n - k + 1, (B * V,), device=x.device) for n in (H, W))
+            rows, cols = (o[:, None] + torch.arange(k, device=x.device) for o in (oy, ox))   # (B*V, k)
+            x = x[torch.arange(B * V, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+            x = x.permute(0, 3, 1, 2)                                                     # (B*V, 3, k, k)
+        else:
+            x = x[:, :, (H - k) // 2:(H - k) // 2 + k, (W - k) // 2:(W - k) // 2 + k]
+        h = self.convs(x)                                                                 # (B*V, C, h, w)
+        attention = h.flatten(2).softmax(-1)                                              # spatial softmax
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h.shape[2], device=x.device),
+                                torch.linspace(-1, 1, h.shape[3], device=x.device), indexing="ij")
+        keypoints = torch.cat([attention @ xs.reshape(-1, 1), attention @ ys.reshape(-1, 1)], dim=1)  # (B*V, 2C, 1)
+        return self.out(keypoints.flatten(1)).reshape(B, -1)                             # (B, V*F)
+
+
 class FiLMBlock(nn.Module):
     """Pre-norm residual MLP block whose features are scaled and shifted by the condition."""
 
@@ -334,6 +385,8 @@ class NumpyPolicy:
     forward took 2.3 ms in robot.py's loop against 0.6 ms back to back), a NumPy op ~15 us."""
 
     def __init__(self, policy):
+        if policy.encoder is not None:
+            raise ValueError("NumpyPolicy mirrors the state network only; a pixel policy runs in torch (predict_action)")
         self.n_obs_steps, self.n_action_steps, self.executed = policy.n_obs_steps, policy.n_action_steps, policy.executed
         self.shape = (policy.horizon, policy.action_dim)
         w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in policy.state_dict().items()}
@@ -375,22 +428,60 @@ class DBPPolicy(nn.Module):
     obs_dim Do and action_dim Da come from the data; cfg (DBPConfig) sizes the chunk, the net and
     the drift loss. Observations and actions are min-max normalized to [-1, 1] by
     `self.normalizer` (fit it on the training data), saved with the weights.
+    With cfg.obs = "pixels", obs is a dict {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
+    image_shape = (V, 3, H, W), and an ImageEncoder's features join the normalized agent_pos in the condition.
     """
 
-    def __init__(self, obs_dim, action_dim, cfg=DBPConfig()):
+    def __init__(self, obs_dim, action_dim, cfg=DBPConfig(), image_shape=None):
         super().__init__()
         if min(obs_dim, action_dim) < 1:
             raise ValueError(f"obs_dim and action_dim must be >= 1; got {obs_dim}, {action_dim}")
         # cfg may be a stage config that inherits DBPConfig: keep the policy's fields only
         self.cfg = DBPConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DBPConfig)})
-        self.obs_dim, self.action_dim = obs_dim, action_dim
+        if (cfg.obs == "pixels") != (image_shape is not None):
+            raise ValueError(f"image_shape (V, 3, H, W) goes with obs 'pixels' only; got {image_shape} with obs {cfg.obs!r}")
+        self.obs_dim, self.action_dim, self.image_shape = obs_dim, action_dim, image_shape and tuple(image_shape)
         self.horizon, self.n_obs_steps, self.n_action_steps = cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps
         self.normalizer = Normalizer(obs_dim, action_dim)
-        self.net = DriftNet(cfg.horizon * action_dim, cfg.n_obs_steps * obs_dim, cfg.hidden_dim, cfg.n_blocks)
+        per_step = obs_dim
+        if image_shape is not None:
+            if len(image_shape) != 4 or image_shape[1] != 3 or min(image_shape[2:]) < cfg.crop:
+                raise ValueError(f"image_shape must be (V, 3, H, W) with H, W >= crop = {cfg.crop}; got {image_shape}")
+            per_step += image_shape[0] * cfg.image_features
+        self.net = DriftNet(cfg.horizon * action_dim, cfg.n_obs_steps * per_step, cfg.hidden_dim, cfg.n_blocks)
+        # after the net: a state policy draws the same initial weights as before pixels existed
+        self.encoder = ImageEncoder(cfg.crop, cfg.encoder_channels, cfg.image_features) if image_shape else None
 
     @property
     def config(self):  # everything needed to rebuild the policy, as plain values (saved in checkpoints)
-        return dict(obs_dim=self.obs_dim, action_dim=self.action_dim, **dataclasses.asdict(self.cfg))
+        return dict(obs_dim=self.obs_dim, action_dim=self.action_dim,
+                    image_shape=self.image_shape and list(self.image_shape), **dataclasses.asdict(self.cfg))
+
+    @property
+    def obs_mode(self):  # what envs.evaluate builds its envs for
+        return self.cfg.obs
+
+    def condition(self, obs):
+        """Raw obs (B, To, Do), or the pixel dict -> the network's condition (B, C): normalized obs, and
+        for pixels each step's image features beside its normalized agent_pos."""
+        To, Do, device = self.n_obs_steps, self.obs_dim, self.normalizer.obs_center.device
+        if self.encoder is None:
+            if isinstance(obs, dict):
+                raise ValueError(f"this policy was trained on state observations (B, {To}, {Do}); got a dict "
+                                 f"with {sorted(obs)} (a pixel policy takes those)")
+            obs = check_shape("obs", obs, (None, To, Do), device)
+            return self.normalizer.normalize_obs(obs).reshape(len(obs), -1)
+        if not isinstance(obs, dict) or set(obs) != {"image", "agent_pos"}:
+            raise ValueError("this policy was trained on pixels: obs must be a dict with 'image' (B, To, V, 3, H, W) and "
+                             f"'agent_pos' (B, To, Do); got {sorted(obs) if isinstance(obs, dict) else type(obs).__name__}")
+        agent_pos = check_shape("obs['agent_pos']", obs["agent_pos"], (None, To, Do), device)
+        B = len(agent_pos)
+        images = torch.as_tensor(obs["image"], device=device)
+        if images.dtype != torch.uint8 or tuple(images.shape) != (B, To, *self.image_shape):
+            raise ValueError(f"obs['image'] must be uint8 of shape {(B, To, *self.image_shape)}; "
+                             f"got {images.dtype} {tuple(images.shape)}")
+        features = self.encoder(images.reshape(B * To, *self.image_shape)).reshape(B, To, -1)   # (B, To, V*F)
+        return torch.cat([features, self.normalizer.normalize_obs(agent_pos)], dim=-1).reshape(B, -1)
 
     @property
     def executed(self):
@@ -404,26 +495,27 @@ class DBPPolicy(nn.Module):
     # --- training
     def positives(self, obs, actions):
         """Neighbour positives (cfg.k, cfg.bandwidth) of training windows obs (N, To, Do), actions
-        (N, Th, Da), searched in normalized obs space -> (N, K, Th, Da), (N, K)."""
+        (N, Th, Da), searched in normalized obs space -> (N, K, Th, Da), (N, K). Pixels: the recorded chunk."""
+        if self.encoder is not None:                                                  # cfg.k == 1 (checked)
+            return torch.as_tensor(actions)[:, None], torch.ones(len(actions), 1)
         nobs = self.normalizer.normalize_obs(torch.as_tensor(obs, dtype=torch.float32))
         return neighbor_positives(nobs, nobs, actions, self.cfg.k, self.cfg.bandwidth)
 
     def compute_loss(self, obs, actions, pos_actions=None, pos_weights=None):
-        """obs (B, To, Do), actions (B, Th, Da) raw; pos_actions (B, K, Th, Da) raw positives
+        """obs (B, To, Do) (or the pixel dict), actions (B, Th, Da) raw; pos_actions (B, K, Th, Da) raw positives
         (None = the recorded chunk alone, the paper's K = 1), pos_weights (B, K) or None.
         Returns (loss, info) with info the per-temperature raw force RMS (the signal to log)."""
-        To, Do, Th, Da, G = self.n_obs_steps, self.obs_dim, self.horizon, self.action_dim, self.cfg.n_samples
+        Th, Da, G = self.horizon, self.action_dim, self.cfg.n_samples
         device = self.normalizer.obs_center.device
-        obs = check_shape("obs", obs, (None, To, Do), device)
-        B = len(obs)
+        c = self.condition(obs)                                                       # (B, C)
+        B = len(c)
         actions = check_shape("actions", actions, (B, Th, Da), device)
         pos_actions = actions[:, None] if pos_actions is None else pos_actions                # (B, K, Th, Da)
         pos_actions = check_shape("pos_actions", pos_actions, (B, None, Th, Da), device)
         if pos_weights is not None:
             pos_weights = check_shape("pos_weights", pos_weights, (B, pos_actions.shape[1]), device)
-        nobs = self.normalizer.normalize_obs(obs).reshape(B, 1, To * Do)               # (B, 1, To*Do)
         z = torch.randn(B, G, Th * Da, device=device)                                 # (B, G, L)
-        ngen = self.net(z, nobs)                                                      # (B, G, L)
+        ngen = self.net(z, c[:, None])                                                # (B, G, L)
         npos = self.normalizer.normalize_actions(pos_actions).reshape(B, -1, Th * Da)  # (B, K, L)
         loss, force_rms = drift_loss(ngen, npos, pos_weights, self.cfg.temperatures)
         return loss, {key: r.item() for key, r in zip(self.info_keys, force_rms)}
@@ -431,13 +523,12 @@ class DBPPolicy(nn.Module):
     # --- inference: exactly one network evaluation
     @torch.inference_mode()
     def predict_action(self, obs, noise=None):
-        """obs (B, To, Do) raw -> action chunk (B, Th, Da) raw; numpy in gives numpy out.
+        """obs (B, To, Do) raw (or the pixel dict) -> action chunk (B, Th, Da) raw; numpy in gives numpy out.
         noise (B, Th, Da) fixes z (None draws z ~ N(0, I)). Execute chunk[:, self.executed]."""
-        shape = (len(obs), self.horizon * self.action_dim)
-
-        def sample(c):                                                                # c (B, To*Do)
+        def sample(c):                                                                # c (B, C)
+            shape = (len(c), self.horizon * self.action_dim)
             z = torch.randn(shape, device=c.device) if noise is None else \
-                check_shape("noise", noise, (len(obs), self.horizon, self.action_dim), c.device).reshape(shape)
+                check_shape("noise", noise, (len(c), self.horizon, self.action_dim), c.device).reshape(shape)
             return self.net(z, c)                                                     # (B, Th*Da)
 
         return predict_chunks(self, obs, sample)
@@ -449,14 +540,17 @@ class DBPPolicy(nn.Module):
         field must be present and known; expect: fields that must have these values."""
         ckpt = load_checkpoint(ckpt) if isinstance(ckpt, (str, os.PathLike)) else ckpt
         config = dict(ckpt["config"])
+        if "obs" not in config:  # written before pixel observations: a state policy, whose defaults these are
+            config.update(image_shape=None, **{k: getattr(DBPConfig(), k) for k in PIXEL_FIELDS})
         for key, want in (expect or {}).items():
             if config.get(key) != want:
                 raise ValueError(f"checkpoint field '{key}' is {config.get(key)!r}, expected {want!r}")
-        known = {"obs_dim", "action_dim"} | {f.name for f in dataclasses.fields(DBPConfig)}
+        known = {"obs_dim", "action_dim", "image_shape"} | {f.name for f in dataclasses.fields(DBPConfig)}
         if odd := sorted(known ^ set(config)):
             raise ValueError(f"checkpoint config {'lacks' if odd[0] in known else 'has an unknown'} field '{odd[0]}'")
         config["temperatures"] = tuple(config["temperatures"])
-        policy = cls(config.pop("obs_dim"), config.pop("action_dim"), DBPConfig(**config))
+        dims = [config.pop(k) for k in ("obs_dim", "action_dim", "image_shape")]
+        policy = cls(dims[0], dims[1], DBPConfig(**config), dims[2])
         try:
             policy.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
@@ -536,15 +630,19 @@ if __name__ == "__main__":
     a = policy.predict_action(torch.rand(1000, 1, 1) * 2 - 1).flatten()
     print(f"bimodal toy, trained 400 steps in {seconds:.1f}s: {(a > 0.4).float().mean():.2f} of samples near +0.8, "
           f"{(a < -0.4).float().mean():.2f} near -0.8, {(a.abs() < 0.4).float().mean():.2f} in the empty middle")
-    # batch-1 latency of the default network (Push-sized: Do=12, To=2, Th=8, Da=4)
+    # batch-1 latency of the default network: push-sized state (Do=9, To=2, Th=8, Da=4), and from pixels
+    # (one 64 x 64 camera, the arm's pose Do=4)
     torch.set_num_threads(1)
-    policy = DBPPolicy(obs_dim=12, action_dim=4).eval()
-    o = np.zeros((1, 2, 12), np.float32)
-    times = []
-    for _ in range(550):
-        t = time.perf_counter()
-        policy.predict_action(o)
-        times.append(time.perf_counter() - t)
-    times = times[50:]  # the first calls warm up
-    print(f"predict_action batch 1, default net ({sum(p.numel() for p in policy.parameters())} params, 1 thread): "
-          f"median {np.median(times) * 1e3:.3f} ms, p99 {np.percentile(times, 99) * 1e3:.3f} ms")
+    pixels = DBPConfig(obs="pixels")
+    for name, policy, o in (("state", DBPPolicy(obs_dim=9, action_dim=4), np.zeros((1, 2, 9), np.float32)),
+                            ("pixels", DBPPolicy(obs_dim=4, action_dim=4, cfg=pixels, image_shape=(1, 3, 64, 64)),
+                             {"image": np.zeros((1, 2, 1, 3, 64, 64), np.uint8), "agent_pos": np.zeros((1, 2, 4), np.float32)})):
+        policy.eval()
+        times = []
+        for _ in range(550):
+            t = time.perf_counter()
+            policy.predict_action(o)
+            times.append(time.perf_counter() - t)
+        times = times[50:]  # the first calls warm up
+        print(f"predict_action batch 1 from {name}, default net ({sum(p.numel() for p in policy.parameters())} params, "
+              f"1 thread): median {np.median(times) * 1e3:.3f} ms, p99 {np.percentile(times, 99) * 1e3:.3f} ms")

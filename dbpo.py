@@ -114,20 +114,24 @@ def gae(rewards, values, terminated, truncated, final_values, last_value, gamma,
 # ----------------------------------------------------------------------------- actor-critic
 class DBPOAgent(nn.Module):
     """Gaussian actor around a trainable copy of a stage-1 DBPPolicy, a frozen anchor copy
-    of its generator, a log-std head and a critic (both on the condition c, the normalized
-    obs history flattened to (N, To*Do))."""
+    of its generator, a log-std head and a critic (both on the condition c (N, C): the normalized
+    obs history flattened, C = To*Do; a pixel policy's c adds its image features, C = To*(Do + V*F)).
+    A pixel policy's image encoder stays frozen here: c is then a fixed function of the obs, stored
+    in the buffer and replayed as on state, and the critic sees the same (detached) features."""
 
     def __init__(self, policy, cfg=DBPOConfig()):
         super().__init__()
         self.cfg = cfg
         self.policy = copy.deepcopy(policy).train().requires_grad_(True)    # mu_theta: deployed
         self.anchor = copy.deepcopy(policy.net).eval().requires_grad_(False)  # mu_old: frozen
-        To, Do, Th, Da = policy.n_obs_steps, policy.obs_dim, policy.horizon, policy.action_dim
+        C, Th, Da = policy.net.cond[0].in_features, policy.horizon, policy.action_dim   # condition width
         self.Ta = policy.n_action_steps
+        if self.policy.encoder is not None:
+            self.policy.encoder.requires_grad_(False)
         ex = policy.executed
         self.exec = slice(ex.start * Da, ex.stop * Da)                # executed steps of the flat chunk
         self.L = Th * Da                                              # noise and chunk length
-        self.log_std = nn.Linear(To * Do, Th * Da)                    # does not see z
+        self.log_std = nn.Linear(C, Th * Da)                          # does not see z
         nn.init.zeros_(self.log_std.weight)
         nn.init.constant_(self.log_std.bias, math.log(cfg.std_init))
         # env action bounds in normalized units, (Ta*Da,); unbounded until set_action_bounds
@@ -138,22 +142,24 @@ class DBPOAgent(nn.Module):
         # then has a tiny std and blew the value loss up 200x in our lift runs.
         self.register_buffer("reward_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
         h = cfg.critic_hidden
-        self.critic = nn.Sequential(nn.Linear(To * Do, h), nn.Mish(), nn.Linear(h, h), nn.Mish(),
+        self.critic = nn.Sequential(nn.Linear(C, h), nn.Mish(), nn.Linear(h, h), nn.Mish(),
                                     nn.Linear(h, h), nn.Mish(), nn.Linear(h, 1))
 
     def actor_parameters(self):
-        return list(self.policy.parameters()) + list(self.log_std.parameters())
+        return [p for p in self.policy.parameters() if p.requires_grad] + list(self.log_std.parameters())
 
     def make_buffer(self, T, N):
         """An empty rollout buffer for T decisions from N envs, sized for this agent."""
         p = self.policy
-        return RolloutBuffer(T, N, p.n_obs_steps * p.obs_dim, self.L, self.Ta * p.action_dim)
+        return RolloutBuffer(T, N, p.net.cond[0].in_features, self.L, self.Ta * p.action_dim)
 
+    @torch.no_grad()
     def condition(self, obs):
-        """obs (N, To, Do) raw -> the condition c (N, To*Do): normalized and flattened."""
-        p = self.policy
-        obs = dbp.check_shape("obs", obs, (None, p.n_obs_steps, p.obs_dim))
-        return p.normalizer.normalize_obs(obs).flatten(1)
+        """obs (N, To, Do) raw (or a pixel policy's dict) -> the condition c (N, C), as the policy computes it;
+        the frozen image encoder in evaluation mode (its centre crop)."""
+        if self.policy.encoder is not None:
+            self.policy.encoder.eval()
+        return self.policy.condition(obs)
 
     def distribution(self, c, z):
         """Mean of the executed steps (N, Ta*Da), its std (eq. 5), and the full-chunk mean (N, Th*Da)."""

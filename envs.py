@@ -26,6 +26,7 @@ import pybullet_data
 from tqdm import tqdm
 
 TASKS, DEFAULT_TASK = {"push": "DBPPush-v0", "lift": "DBPLift-v0", "bimanual": "DBPBimanual-v0"}, "push"
+OBS_MODES = ("state", "pixels")  # what a policy sees: true object state, or camera images and the arms' own pose
 
 
 @dataclass
@@ -38,6 +39,7 @@ class SimConfig:
     friction: float = 1.5            # lateral friction of objects (fingers have 1.0 in the URDF)
     ik_iterations: int = 20          # PyBullet IK iterations per arm per env step
     image_hw: tuple = (240, 320)     # render() image height, width (px)
+    camera_hw: tuple = (64, 64)      # obs_mode="pixels": each camera's image height, width (px)
 
 
 # Workspace of every arm, world frame (m): x forward, y left, z up; table top at z = 0.
@@ -131,14 +133,20 @@ class Panda:
 
 
 class PandaTableEnv(gym.Env):
-    """Table, arms, clipped IK control, render, seeding; subclasses define the objects, obs_names, modes and score."""
+    """Table, arms, clipped IK control, render, seeding; subclasses define the objects, obs_names, modes and score.
+    obs_mode "state": obs = the state (Do,) named in obs_names; "pixels": obs = {"image": (V, 3, H, W) uint8 from the
+    V fixed CAMERAS, "agent_pos": each arm's EE xyz and gripper opening (4 * n_arms,)}, no object state."""
     metadata, n_modes, mode_names = {"render_modes": ["rgb_array"], "render_fps": 10}, 0, []
     ARM_BASES, HOMES = [(0.0, 0.0, 0.0)], [(0.50, 0.0, 0.20)]  # world position of each Panda base, its EE at reset
     EE_YAW = 0.0  # hand yaw; fingers close along world y at 0
+    # Fixed cameras of obs_mode "pixels": target xyz (m), distance (m), yaw, pitch (deg), vertical field of view (deg)
+    CAMERAS = [((0.45, 0.0, 0.0), 0.45, 90.0, -65.0, 60.0)]  # from beyond the table, towards the arm's base
 
-    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
+    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig(), obs_mode="state"):
         assert render_mode in (None, "rgb_array"), f"render_mode must be None or 'rgb_array', got {render_mode!r}"
-        self.render_mode, self.cfg, self.n_arms = render_mode, cfg, len(self.ARM_BASES)
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        self.render_mode, self.cfg, self.n_arms, self.obs_mode = render_mode, cfg, len(self.ARM_BASES), obs_mode
         self.cid = cid = p.connect(p.DIRECT)
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
         p.setGravity(0, 0, -9.81, physicsClientId=cid)
@@ -155,7 +163,15 @@ class PandaTableEnv(gym.Env):
         self.action_space = gym.spaces.Box(lo, hi, dtype=np.float32)
         # Bounds: positions within 5 m, gripper opening 0..0.1 m, sin/cos in [-1, 1].
         lo, hi = zip(*[(0, 0.1) if n.startswith("gripper") else (-1, 1) if "_yaw" in n else (-5, 5) for n in self.obs_names])
-        self.observation_space = gym.spaces.Box(np.array(lo, np.float32), np.array(hi, np.float32), dtype=np.float32)
+        self.state_space = gym.spaces.Box(np.array(lo, np.float32), np.array(hi, np.float32), dtype=np.float32)
+        P = 4 * self.n_arms  # agent_pos: the first P state entries (EE xyz, gripper per arm)
+        self.observation_space = self.state_space if obs_mode == "state" else gym.spaces.Dict({
+            "image": gym.spaces.Box(0, 255, (len(self.CAMERAS), 3, *cfg.camera_hw), np.uint8),
+            "agent_pos": gym.spaces.Box(self.state_space.low[:P], self.state_space.high[:P], dtype=np.float32)})
+        h, w = cfg.camera_hw
+        self._cameras = [(p.computeViewMatrixFromYawPitchRoll(target, dist, yaw, pitch, 0.0, 2, physicsClientId=cid),
+                          p.computeProjectionMatrixFOV(fov, w / h, 0.05, 5.0, physicsClientId=cid))
+                         for target, dist, yaw, pitch, fov in self.CAMERAS]
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -207,10 +223,22 @@ class PandaTableEnv(gym.Env):
         return [{"joint_pos": np.array([s[0] for s in p.getJointStates(a.body, ARM_JOINTS, physicsClientId=self.cid)]),
                  "ee_pos": a.ee_pos(), "gripper": float(a.opening())} for a in self.arms]
 
-    def get_obs(self):
-        """Observation (Do,) of the current state, as reset and step return it."""
+    def state(self):
+        """The state (Do,) named in obs_names, whatever the obs_mode (the scripted experts act on it)."""
         obs = np.concatenate([np.concatenate([a.ee_pos(), [a.opening()]]) for a in self.arms] + [self._object_obs()])
-        return np.clip(obs.astype(np.float32), self.observation_space.low, self.observation_space.high)
+        return np.clip(obs.astype(np.float32), self.state_space.low, self.state_space.high)
+
+    def camera_images(self):
+        """The fixed cameras' images (V, 3, H, W) uint8, H, W = cfg.camera_hw."""
+        (h, w), cid = self.cfg.camera_hw, self.cid
+        images = [p.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER, flags=p.ER_NO_SEGMENTATION_MASK,
+                                   physicsClientId=cid)[2] for view, proj in self._cameras]
+        return np.stack([np.asarray(im, np.uint8).reshape(h, w, 4)[:, :, :3].transpose(2, 0, 1) for im in images])
+
+    def get_obs(self):
+        """Observation of the current state in obs_mode, as reset and step return it."""
+        state = self.state()
+        return state if self.obs_mode == "state" else {"image": self.camera_images(), "agent_pos": state[:4 * self.n_arms]}
 
     def _box(self, half, mass, rgba, pos, yaw):
         key, cid = (tuple(half), tuple(rgba)), self.cid
@@ -255,8 +283,8 @@ class PushEnv(BlockEnv):
     HOMES, n_modes, mode_names = [(0.37, 0.0, 0.10)], 2, ["left", "right"]  # EE behind the block, in line with pocket
     COMMITTED_M = 0.02  # info["mode"] names a side once the block is this far off y = 0 (starts within 1 cm)
 
-    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig()):
-        super().__init__(render_mode, cfg)
+    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig(), obs_mode="state"):
+        super().__init__(render_mode, cfg, obs_mode)
         for (x, y), rgba in zip(self.GOALS, [[0.2, 0.7, 0.2, 0.5], [0.2, 0.3, 0.8, 0.5]]):  # visual-only discs
             vis = p.createVisualShape(p.GEOM_CYLINDER, radius=self.GOAL_RADIUS, length=0.002, rgbaColor=rgba,
                                       physicsClientId=self.cid)
@@ -279,6 +307,7 @@ class PushEnv(BlockEnv):
 class LiftEnv(BlockEnv):
     """Grasp the block (random position within +-3 cm) and lift its centre above 10 cm."""
     BLOCK_MASS, BLOCK_RANGE, BLOCK_YAW, LIFT_Z = 0.05, 0.03, 0.15, 0.10  # fixed-yaw fingers slip on a block turned more
+    CAMERAS = [((0.48, 0.0, 0.0), 0.40, 90.0, -55.0, 60.0)]  # lower: the lift's height shows
 
     def score(self):
         pos, _ = self._pose(self.block)
@@ -293,6 +322,7 @@ class BimanualEnv(PandaTableEnv):
     grippers touch the bar (one arm can't do it). obs (14,): see obs_names; arm 0 and bar end 0 (at reset) are on -y."""
     ARM_BASES, HOMES = [(0.0, -0.35, 0.0), (0.0, 0.35, 0.0)], [(0.50, -0.15, 0.20), (0.50, 0.15, 0.20)]
     EE_YAW, BAR_HALF, LIFT_Z = math.pi / 2, np.array([0.02, 0.18, 0.02]), 0.08  # fingers close along x, across the bar
+    CAMERAS = [((0.50, 0.0, 0.02), 0.60, 90.0, -55.0, 60.0)]  # wider: both arms and the whole bar
     obs_names = ([f"ee0_{c}" for c in "xyz"] + ["gripper0"] + [f"ee1_{c}" for c in "xyz"] + ["gripper1"]
                  + [f"bar_end0_{c}" for c in "xyz"] + [f"bar_end1_{c}" for c in "xyz"])
 
@@ -413,25 +443,31 @@ def episode_seed(base, count):
 
 
 def expert_episode(env, reset_seed):
-    """One noisy expert rollout -> (obs (T, Do), actions (T, Da), last info)."""
+    """One noisy expert rollout -> (states (T, Do), actions (T, Da), last info, images (T, V, 3, H, W) of an env in
+    obs_mode "pixels", else None). The expert acts on the state in either mode."""
     obs, _ = env.reset(seed=reset_seed)
     # The expert's generator must not replay the env's reset stream: a shared stream would
     # correlate the goal choice with the initial block position and leak the mode into obs.
     expert = make_expert(env, np.random.default_rng([reset_seed, 1]))
-    ep_obs, ep_act, terminated, truncated = [], [], False, False
+    states, actions, images, terminated, truncated = [], [], [], False, False
     while not (terminated or truncated):
-        ep_obs, ep_act = ep_obs + [obs], ep_act + [expert.act(obs)]
-        obs, _, terminated, truncated, info = env.step(ep_act[-1])
-    return np.stack(ep_obs), np.stack(ep_act), info
+        states.append(env.unwrapped.state())
+        actions.append(expert.act(states[-1]))
+        if isinstance(obs, dict):
+            images.append(obs["image"])
+        obs, _, terminated, truncated, info = env.step(actions[-1])
+    return np.stack(states), np.stack(actions), info, np.stack(images) if images else None
 
 
-def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
+def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True, obs_mode="state"):
     """Save n_episodes successful noisy-expert rollouts (<= 2 * n_episodes tries) to {cache_dir}/{short}_n{N}_s{seed}.npz:
-    obs (T, Do), actions (T, Da), episode_ends (E,) (exclusive cumulative, as in Diffusion Policy's replay buffer) and
-    modes (E,), version (). Returns the path. A cached file of this DEMO_VERSION is reused; one of another version is
-    regenerated; an unreadable one is moved to *.corrupt and regenerated."""
+    obs (T, Do) (the state), actions (T, Da), episode_ends (E,) (exclusive cumulative, as in Diffusion Policy's replay
+    buffer) and modes (E,), version (); obs_mode "pixels" adds image (T, V, 3, H, W) uint8 and agent_pos (T, 4 * arms)
+    in {short}_n{N}_s{seed}_pixels{H}x{W}.npz (compressed). Returns the path. A cached file of this DEMO_VERSION is
+    reused; one of another version is regenerated; an unreadable one is moved to *.corrupt and regenerated."""
     short, _ = resolve_task(task)
-    path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}.npz")
+    pixels = "_pixels{}x{}".format(*SimConfig().camera_hw) if obs_mode == "pixels" else ""
+    path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}{pixels}.npz")
     if os.path.exists(path):
         try:
             if int(load_demos(path).get("version", 1)) == DEMO_VERSION:
@@ -440,22 +476,24 @@ def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True):
         except ValueError as e:
             os.replace(path, path + ".corrupt")
             print(f"warning: {e}; moved it to {path}.corrupt and regenerating")
-    env, eps = make_env(short), []  # successful episodes: (obs, actions, mode)
+    env, eps = make_env(short, obs_mode=obs_mode), []  # successful episodes: (states, actions, mode, images)
     with tqdm(total=n_episodes, desc=f"demos {short}", disable=not progress) as bar:
         for i in range(2 * n_episodes):
             if len(eps) == n_episodes:
                 break
-            ep_obs, ep_act, info = expert_episode(env, demo_seed(seed, i))
+            states, actions, info, images = expert_episode(env, demo_seed(seed, i))
             if info["success"]:  # keep only successes: the policy imitates what works
-                eps.append((ep_obs, ep_act, info["mode"]))
+                eps.append((states, actions, info["mode"], images))
                 bar.update(1)
     env.close()
     if len(eps) < n_episodes:
         raise RuntimeError(f"expert for {short} too unreliable: {len(eps)}/{n_episodes} successes in {2 * n_episodes} tries")
-    obs, actions, modes = zip(*eps)
+    obs, actions, modes, images = zip(*eps)
     data = {"obs": np.concatenate(obs).astype(np.float32), "actions": np.concatenate(actions).astype(np.float32),
             "episode_ends": np.cumsum([len(o) for o in obs]).astype(np.int64), "modes": np.array(modes, dtype=np.int64),
             "version": np.array(DEMO_VERSION)}
+    if pixels:
+        data.update(image=np.concatenate(images), agent_pos=data["obs"][:, :4 * env.unwrapped.n_arms])
     os.makedirs(cache_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)  # same dir: os.replace is atomic
     try:
@@ -484,18 +522,26 @@ def load_demos(path):
         raise ValueError(f"{path}: episode_ends must be increasing positive ints ending at T={len(obs)}, got {ends}")
     if data["modes"].shape != ends.shape:
         raise ValueError(f"{path}: modes must have shape {ends.shape} (one per episode), got {data['modes'].shape}")
+    if "image" in data and (data["image"].ndim != 5 or data["image"].dtype != np.uint8 or len(data["image"]) != len(obs)
+                            or data.get("agent_pos", np.zeros((0, 0))).shape[:1] != (len(obs),)):
+        raise ValueError(f"{path}: expected image (T={len(obs)}, V, 3, H, W) uint8 and agent_pos (T, P), got "
+                         f"{data['image'].shape} {data['image'].dtype} and {data.get('agent_pos', np.zeros(0)).shape}")
     return data
 
 
-def make_windows(demo, n_obs_steps, horizon):
+def make_windows(demo, n_obs_steps, horizon, obs_mode="state"):
     """Every step of every episode -> obs window (N, To, Do) and action chunk (N, Th, Da). Windows start To-1
-    steps in the past; indices are clamped to the episode (edge padding)."""
+    steps in the past; indices are clamped to the episode (edge padding). obs_mode "pixels" (a pixel demo file):
+    the obs window is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, P)}."""
     starts, obs_idx, act_idx = np.concatenate([[0], demo["episode_ends"][:-1]]), [], []
     for s, e in zip(starts, demo["episode_ends"]):
         t = np.arange(s, e)[:, None]
         obs_idx.append(np.clip(t + np.arange(1 - n_obs_steps, 1), s, e - 1))
         act_idx.append(np.clip(t + np.arange(1 - n_obs_steps, horizon - n_obs_steps + 1), s, e - 1))
-    return demo["obs"][np.concatenate(obs_idx)], demo["actions"][np.concatenate(act_idx)]
+    obs_idx, actions = np.concatenate(obs_idx), demo["actions"][np.concatenate(act_idx)]
+    if obs_mode == "pixels":
+        return {"image": demo["image"][obs_idx], "agent_pos": demo["agent_pos"][obs_idx]}, actions
+    return demo["obs"][obs_idx], actions
 
 
 # ----------------------------------------------------------------------------- chunks and evaluation
@@ -512,8 +558,8 @@ class ChunkEnv(gym.Wrapper):
 
     def __init__(self, env, n_obs_steps, n_action_steps):
         super().__init__(env)
-        self.To, obs, act = n_obs_steps, env.observation_space, env.action_space
-        self.observation_space = gym.spaces.Box(np.stack([obs.low] * n_obs_steps), np.stack([obs.high] * n_obs_steps))
+        self.To, act = n_obs_steps, env.action_space
+        self.observation_space = stack_space(env.observation_space, n_obs_steps)
         self.action_space = gym.spaces.Box(np.stack([act.low] * n_action_steps), np.stack([act.high] * n_action_steps))
 
     def reset(self, *, seed=None, options=None):
@@ -529,7 +575,7 @@ class ChunkEnv(gym.Wrapper):
         self._record()
         if replay is not None and len(replay["actions"]):
             return self.step(np.asarray(replay["actions"]))[0], {**info, "chunk_steps": 0}
-        return np.stack(self.hist), {**info, "chunk_steps": 0}
+        return stack_obs(self.hist), {**info, "chunk_steps": 0}
 
     def replay_state(self):
         """What reset(options={"replay": ...}) needs to bring the current episode back: its count since the
@@ -552,14 +598,28 @@ class ChunkEnv(gym.Wrapper):
                 break
         self.hist, self.ret, self.length = self.hist[-self.To:], self.ret + total, self.length + n
         info = {**info, "chunk_steps": n, "episode_return": self.ret, "episode_length": self.length}
-        return np.stack(self.hist), total, terminated, truncated, info
+        return stack_obs(self.hist), total, terminated, truncated, info
 
 
-def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None):
+def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None, obs_mode="state"):
     """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it."""
     if worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return ChunkEnv(make_env(task, render_mode), n_obs_steps, n_action_steps)
+    return ChunkEnv(make_env(task, render_mode, obs_mode=obs_mode), n_obs_steps, n_action_steps)
+
+
+def stack_space(space, n):
+    """The space of n stacked observations of `space`: a Box, or a Dict of Boxes stacked per key."""
+    if isinstance(space, gym.spaces.Dict):
+        return gym.spaces.Dict({k: stack_space(v, n) for k, v in space.spaces.items()})
+    return gym.spaces.Box(np.stack([space.low] * n), np.stack([space.high] * n), dtype=space.dtype)
+
+
+def stack_obs(observations):
+    """Observations (arrays, or dicts of arrays) -> one stacked along a new first axis (per key)."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
 
 
 def video_name(task, reset_seed, outcome):
@@ -584,7 +644,8 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video
     sampler pays its NFE once per decision instead of once per episode; batch 1 queries one at a time).
     The first `video` episodes are rendered to GIFs in video_dir (video_name: reset seed and outcome)."""
     To, Ta = policy.n_obs_steps, policy.n_action_steps
-    group = [make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None)
+    group = [make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None,
+                            obs_mode=getattr(policy, "obs_mode", "state"))
              for _ in range(min(batch, n_episodes))]
     names, finals = group[0].unwrapped.mode_names, [None] * n_episodes         # the last info of each episode
     bar = tqdm(total=n_episodes, desc=f"eval {resolve_task(task)[0]}", disable=not progress)
@@ -594,7 +655,7 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video
             env.frames = [] if i < video else None
             running[i], obs[i] = env, env.reset(seed=eval_seed(seed, i))[0]
         while running:
-            chunks = np.asarray(policy.predict_action(np.stack([obs[i] for i in running])))   # (B, Th, Da)
+            chunks = np.asarray(policy.predict_action(stack_obs([obs[i] for i in running])))   # (B, Th, Da)
             assert chunks.ndim == 3 and len(chunks) == len(running) and chunks.shape[1] >= To - 1 + Ta, \
                 f"predict_action must return ({len(running)}, >= {To - 1 + Ta}, Da) chunks, got {chunks.shape}"
             for (i, env), chunk in zip(list(running.items()), chunks):
@@ -627,12 +688,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run the scripted expert on each task; print success and speed.")
     parser.add_argument("--task", default="all", help=f"one of {sorted(TASKS)} or 'all'")
     parser.add_argument("--episodes", type=int, default=5, help="expert episodes per task")
+    parser.add_argument("--obs", default="state", choices=OBS_MODES, help="observations (pixels: the render cost shows)")
     args = parser.parse_args()
     for short in sorted(TASKS) if args.task == "all" else [resolve_task(args.task)[0]]:
-        env, t0 = make_env(short), time.perf_counter()
+        env, t0 = make_env(short, obs_mode=args.obs), time.perf_counter()
         episodes = [expert_episode(env, eval_seed(0, i)) for i in range(args.episodes)]
-        n_steps, infos = sum(len(obs) for obs, *_ in episodes), [info for *_, info in episodes]  # (+ expert time)
-        print(f"{TASKS[short]:15s} Do={env.observation_space.shape[0]:2d} Da={env.action_space.shape[0]} success "
-              f"{sum(i['success'] for i in infos)}/{args.episodes} steps/ep {n_steps / args.episodes:.1f} env steps/s "
+        n_steps, infos = sum(len(e[0]) for e in episodes), [e[2] for e in episodes]  # (+ expert time)
+        print(f"{TASKS[short]:15s} {args.obs} Do={env.unwrapped.state_space.shape[0]:2d} Da={env.action_space.shape[0]} "
+              f"success {sum(i['success'] for i in infos)}/{args.episodes} steps/ep {n_steps / args.episodes:.1f} env steps/s "
               f"{n_steps / (time.perf_counter() - t0):.0f} final modes {[i['mode'] for i in infos]}")
         env.close()

@@ -157,6 +157,59 @@ def test_bad_input_gets_a_clear_error(call, match):
         call(_tiny_policy())
 
 
+def _pixel_policy(seed=0):
+    """A small pixel DBPPolicy (V = 1 camera of 3 x 32 x 32, agent_pos Do = 4, To = 2, Th = 4, Da = 2), normalizer fit."""
+    torch.manual_seed(seed)
+    cfg = dbp.DBPConfig(obs="pixels", horizon=4, n_obs_steps=2, n_action_steps=2, hidden_dim=32, n_blocks=1, crop=28,
+                        encoder_channels=8, image_features=8)
+    policy = dbp.DBPPolicy(4, 2, cfg, image_shape=(1, 3, 32, 32))
+    policy.normalizer.fit(torch.rand(50, 2, 4), torch.rand(50, 4, 2))
+    return policy
+
+
+def _pixel_obs(B, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.randint(0, 256, (B, 2, 1, 3, 32, 32), dtype=torch.uint8, generator=g),
+            "agent_pos": torch.rand(B, 2, 4, generator=g)}
+
+
+def test_pixel_policy_trains_round_trips_and_refuses_the_other_kind_of_obs(tmp_path):
+    policy, obs = _pixel_policy(), _pixel_obs(8)
+    loss, _ = policy.compute_loss(obs, torch.rand(8, 4, 2))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.encoder.parameters())  # pixels are used
+    # random crops in training, the centre crop in evaluation: the condition varies only in training
+    assert not torch.equal(policy.condition(obs), policy.condition(obs))
+    policy.eval()
+    assert torch.equal(policy.condition(obs), policy.condition(obs))
+    z = torch.randn(8, 4, 2)
+    chunk = policy.predict_action({k: v.numpy() for k, v in obs.items()}, z.numpy())
+    assert isinstance(chunk, np.ndarray) and chunk.shape == (8, 4, 2)
+    dbp.save_checkpoint(str(tmp_path / "px.pt"), policy, task="lift")
+    loaded = dbp.DBPPolicy.from_checkpoint(str(tmp_path / "px.pt"))
+    assert loaded.obs_mode == "pixels" and loaded.image_shape == (1, 3, 32, 32)
+    assert torch.equal(loaded.predict_action(obs, z), policy.predict_action(obs, z))
+    with pytest.raises(ValueError, match="trained on pixels"):
+        loaded.predict_action(torch.rand(1, 2, 4))
+    with pytest.raises(ValueError, match="uint8 of shape"):
+        loaded.predict_action({"image": obs["image"][:, :, :, :, :30], "agent_pos": obs["agent_pos"]})
+    with pytest.raises(ValueError, match="trained on state"):
+        _tiny_policy().predict_action({k: v[:1] for k, v in obs.items()})
+    with pytest.raises(ValueError, match="NumpyPolicy mirrors the state network"):
+        dbp.NumpyPolicy(policy)
+    with pytest.raises(dbp.ConfigError, match="k = 4: must be 1 with obs 'pixels'"):
+        dbp.DBPConfig(obs="pixels", k=4)
+
+
+def test_a_checkpoint_from_before_pixels_loads_as_a_state_policy(tmp_path):
+    policy = _tiny_policy()
+    ckpt = {"format": dbp.CKPT_FORMAT, "state_dict": policy.state_dict(),
+            "config": {k: v for k, v in policy.config.items() if k not in dbp.PIXEL_FIELDS + ("image_shape",)}}
+    loaded = dbp.DBPPolicy.from_checkpoint(ckpt)
+    obs, z = torch.rand(3, 2, 3), torch.randn(3, 4, 2)
+    assert loaded.obs_mode == "state" and torch.equal(loaded.predict_action(obs, z), policy.predict_action(obs, z))
+
+
 def test_checkpoint_round_trip_and_mismatch_errors(tmp_path):
     policy = _tiny_policy()
     path = str(tmp_path / "ckpt.pt")
@@ -222,6 +275,49 @@ def test_env_api_passes_gymnasium_checker(task):
     assert info["success"] is False and info["mode"] == -1
     assert len(u.arm_state()) == u.n_arms and u.arm_state()[0]["joint_pos"].shape == (7,)
     env.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_pixel_env_passes_gymnasium_checker_and_hides_the_object_state(task):
+    env = envs.make_env(task, obs_mode="pixels")
+    check_env(env.unwrapped, skip_render_check=True)
+    u = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    H, W = u.cfg.camera_hw
+    assert obs["image"].shape == (len(u.CAMERAS), 3, H, W) and obs["image"].dtype == np.uint8
+    assert np.array_equal(obs["agent_pos"], u.state()[:4 * u.n_arms])          # the arms' own pose, nothing else
+    assert obs["image"].std() > 5                                                # a scene, not a blank frame
+    state = envs.make_env(task)
+    assert np.array_equal(state.reset(seed=0)[0], u.state())                     # the same world in both modes
+    before = obs["image"]
+    for _ in range(3):
+        obs, *_ = env.step(env.action_space.sample())
+    assert not np.array_equal(before, obs["image"])                              # the arm moved: the image follows
+    chunked = envs.make_chunk_env(task, 2, 2, obs_mode="pixels")
+    o, _ = chunked.reset(seed=1)
+    assert chunked.observation_space.contains(o) and o["image"].shape == (2, len(u.CAMERAS), 3, H, W)
+    o, *_ = chunked.step(np.stack([env.action_space.sample()] * 2))
+    assert chunked.observation_space.contains(o)
+    for e in (env, state, chunked):
+        e.close()
+    with pytest.raises(ValueError, match="obs_mode"):
+        envs.make_env(task, obs_mode="depth")
+
+
+def test_pixel_demo_file_holds_images_and_windows_stack_them(tmp_path):
+    path = envs.collect_demos("lift", 2, seed=0, cache_dir=str(tmp_path), progress=False, obs_mode="pixels")
+    assert path.endswith("lift_n2_s0_pixels64x64.npz")
+    d = envs.load_demos(path)
+    T = len(d["obs"])
+    assert d["image"].shape == (T, 1, 3, 64, 64) and d["image"].dtype == np.uint8 and d["agent_pos"].shape == (T, 4)
+    state = envs.load_demos(envs.collect_demos("lift", 2, seed=0, cache_dir=str(tmp_path), progress=False))
+    assert np.array_equal(state["actions"], d["actions"]) and "image" not in state      # same expert, same episodes
+    obs, actions = envs.make_windows(d, 2, 8, obs_mode="pixels")
+    assert obs["image"].shape == (T, 2, 1, 3, 64, 64) and obs["agent_pos"].shape == (T, 2, 4) and actions.shape == (T, 8, 4)
+    assert np.array_equal(obs["image"][1, 1], d["image"][1]) and np.array_equal(obs["image"][0, 0], d["image"][0])
+    np.savez(tmp_path / "bad.npz", **{k: v for k, v in d.items() if k != "image"}, image=d["image"][:-1])
+    with pytest.raises(ValueError, match="image"):
+        envs.load_demos(str(tmp_path / "bad.npz"))
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -383,6 +479,28 @@ def _train(tmp_path, *args, **kw):
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", *TINY,
            "--demo-dir", str(tmp_path / "demos"), *args]
     return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
+    run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", "--obs", "pixels",
+                          "--task", "lift", "--demos", "2", "--steps", "6", "--warmup-steps", "2", "--batch-size", "8",
+                          "--eval-episodes", "1", "--hidden-dim", "32", "--n-blocks", "1", "--encoder-channels", "8",
+                          "--out", "px", "--demo-dir", str(tmp_path / "demos")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.load(open(tmp_path / "px" / "eval.json"))["n_episodes"] == 1
+    policy = dbp.DBPPolicy.from_checkpoint(str(tmp_path / "px" / "ckpt.pt"))
+    assert policy.obs_mode == "pixels" and policy.image_shape == (1, 3, 64, 64) and policy.obs_dim == 4
+    assert (tmp_path / "demos" / "lift_n2_s0_pixels64x64.npz").exists()
+    # stage 2 from the pixel policy: its encoder frozen, the envs render, the checkpoint stays a pixel policy
+    dbpo_run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "dbpo", "--ckpt", "px/ckpt.pt",
+                               "--iterations", "2", "--n-envs", "2", "--n-decisions", "4", "--eval-every", "1",
+                               "--eval-episodes", "1", "--critic-warmup-iters", "1", "--minibatch-size", "4", "--out", "rl"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert dbpo_run.returncode == 0, dbpo_run.stderr[-3000:]
+    tuned = dbp.DBPPolicy.from_checkpoint(str(tmp_path / "rl" / "ckpt.pt"))
+    assert tuned.obs_mode == "pixels"
+    assert all(torch.equal(a, b) for a, b in zip(tuned.encoder.state_dict().values(), policy.encoder.state_dict().values()))
 
 
 def _ctrl_c_once_saved(run, ckpt_path):
@@ -803,6 +921,9 @@ def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(t
     assert again.returncode == 0 and "6 of 6 cells already" in again.stdout and "cells:" not in again.stderr
     assert [r["by_step"] for r in json.load(open(out / "bench.json"))["tasks"]["push"]["methods"].values()] == \
         [r["by_step"] for r in task["methods"].values()]
+    empty = subprocess.run(cmd + ["--report", "--out", str(tmp_path / "empty")], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert empty.returncode == 0 and "0 of 6 cells" in empty.stdout and "nothing to report" in empty.stdout
     # cells measured with other settings are not mixed in
     other = subprocess.run(cmd + ["--eval-episodes", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and "eval_episodes = 5" in other.stderr and "Traceback" not in other.stderr

@@ -222,19 +222,34 @@ def optimizer_step(policy, loss, opt, sched, ema, grad_clip):
 
 
 def windows(cfg, task):
-    """The demonstrations of a task as training windows: (demo, obs (N, To, Do), actions (N, Th, Da))."""
-    demo = envs.load_demos(envs.collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir))
-    obs, actions = envs.make_windows(demo, cfg.n_obs_steps, cfg.horizon)
-    if cfg.k > len(obs):
-        sys.exit(f"error: --k {cfg.k}: must be <= the {len(obs)} demonstration windows")
-    return demo, torch.from_numpy(obs), torch.from_numpy(actions)
+    """The demonstrations of a task as training windows: (demo, obs (N, To, Do), actions (N, Th, Da)); with
+    cfg.obs "pixels", obs is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, Do)}."""
+    demo = envs.load_demos(envs.collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir, obs_mode=cfg.obs))
+    obs, actions = envs.make_windows(demo, cfg.n_obs_steps, cfg.horizon, cfg.obs)
+    if cfg.k > len(actions):
+        sys.exit(f"error: --k {cfg.k}: must be <= the {len(actions)} demonstration windows")
+    obs = {k: torch.from_numpy(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.from_numpy(obs)
+    return demo, obs, torch.from_numpy(actions)
+
+
+def take(obs, i):
+    """Rows i of training windows, state (N, To, Do) or the pixel dict."""
+    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
+
+
+def make_policy(obs, actions, cfg):
+    """A DBPPolicy sized for training windows (state, or the pixel dict), its normalizer fit on them."""
+    pixels = isinstance(obs, dict)
+    state = obs["agent_pos"] if pixels else obs
+    policy = dbp.DBPPolicy(state.shape[-1], actions.shape[-1], cfg, tuple(obs["image"].shape[2:]) if pixels else None)
+    policy.normalizer.fit(state, actions)
+    return policy
 
 
 def pretrain(cfg, ckpt):
     torch.manual_seed(cfg.seed)
-    demo, obs, actions = windows(cfg, cfg.task)                            # (N, To, Do), (N, Th, Da)
-    policy = dbp.DBPPolicy(obs.shape[-1], actions.shape[-1], cfg)
-    policy.normalizer.fit(obs, actions)
+    demo, obs, actions = windows(cfg, cfg.task)                            # (N, To, Do) or the pixel dict, (N, Th, Da)
+    policy = make_policy(obs, actions, cfg)
     pos, pos_w = policy.positives(obs, actions)                            # (N, K, Th, Da), (N, K)
     ema = dbp.EMA(policy)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)  # fused: 5x faster on CPU
@@ -259,11 +274,12 @@ def pretrain(cfg, ckpt):
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
     run = Run(cfg, "pretrain", keys, step, cfg.steps, seconds, save)
-    print(f"{cfg.task}: {len(demo['episode_ends'])} demos, {len(obs)} windows, obs dim {obs.shape[-1]}, "
-          f"action dim {actions.shape[-1]}; run dir {cfg.out}")
+    print(f"{cfg.task}: {len(demo['episode_ends'])} demos, {len(actions)} windows, obs "
+          + (f"images {tuple(obs['image'].shape[2:])} + agent_pos {obs['agent_pos'].shape[-1]}" if cfg.obs == "pixels"
+             else f"dim {obs.shape[-1]}") + f", action dim {actions.shape[-1]}; run dir {cfg.out}")
     while step < cfg.steps and not run.interrupted:
-        i = torch.randint(0, len(obs), (cfg.batch_size,), generator=sampler)
-        loss, info = policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])
+        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler)
+        loss, info = policy.compute_loss(take(obs, i), actions[i], pos[i], pos_w[i])
         optimizer_step(policy, loss, opt, sched, ema, cfg.grad_clip)
         step += 1
         row = {}
@@ -300,8 +316,11 @@ def load_stage1(cfg, given):
     if "task" in given and envs.resolve_task(cfg.task)[0] != ckpt["task"]:
         raise ValueError(f"--task {cfg.task} disagrees with the task of {path} ({ckpt['task']})")
     cfg.task = ckpt["task"]                                           # the run's config records the real task
-    env = envs.make_env(ckpt["task"])
-    dims = dict(obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0])
+    obs_mode = ckpt["config"].get("obs", "state")
+    env = envs.make_env(ckpt["task"], obs_mode=obs_mode)
+    space = env.observation_space
+    dims = dict(obs_dim=space.shape[0], action_dim=env.action_space.shape[0]) if obs_mode == "state" else \
+        dict(obs_dim=space["agent_pos"].shape[0], image_shape=list(space["image"].shape), action_dim=env.action_space.shape[0])
     env.close()
     return dbp.DBPPolicy.from_checkpoint(ckpt, expect=dims), ckpt["task"]
 
@@ -325,7 +344,7 @@ def rollout(agent, vec, obs, buffer, generator, replay):
             for i in np.flatnonzero(done) if replay else ():
                 replay.end(i, final["success"][i], final["mode"][i])
             if truncated.any():  # bootstrap from the last observation of truncated episodes
-                final_value[truncated] = agent.value(np.stack(info["final_obs"][truncated]))
+                final_value[truncated] = agent.value(envs.stack_obs(list(info["final_obs"][truncated])))
         n_steps += int(info["chunk_steps"][~done].sum())
         buffer.add(**step, reward=reward, terminated=terminated, truncated=truncated, final_value=final_value)
     return obs, n_steps, episodes
@@ -380,7 +399,8 @@ def finetune(cfg, ckpt, start=None):
                    "eval/ci95_high": f"{r['ci95'][1]:.3f}",
                    **{f"eval/mode_{k}": f"{v:.3f}" for k, v in r["mode_fractions"].items()}}
 
-    vec = gym.vector.AsyncVectorEnv([functools.partial(envs.make_chunk_env, task, To, Ta, worker=True)] * N,
+    vec = gym.vector.AsyncVectorEnv([functools.partial(envs.make_chunk_env, task, To, Ta, worker=True,
+                                                       obs_mode=policy.obs_mode)] * N,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     agent.set_action_bounds(vec.single_action_space.low[0], vec.single_action_space.high[0])
     obs, _ = vec.reset(seed=seeds, options={"replay": replay})   # resumed: replays the episodes in progress
