@@ -100,26 +100,32 @@ class ChunkBaseline(nn.Module):
     the subclass's sample(c); compute_loss(obs, actions) -> (loss, info) on raw batches."""
     BACKBONES = ("mlp", "unet")
 
-    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", cond_extra=0):
+    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", cond_extra=0, image_shape=None):
         super().__init__()
         if backbone not in self.BACKBONES:
             raise ValueError(f"backbone must be one of {self.BACKBONES}, got {backbone!r}")
-        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.obs_dim, self.action_dim, self.image_shape = obs_dim, action_dim, image_shape and tuple(image_shape)
         self.horizon, self.n_obs_steps, self.n_action_steps = cfg.horizon, cfg.n_obs_steps, cfg.n_action_steps
         self.normalizer = dbp.Normalizer(obs_dim, action_dim)
-        L, C = cfg.horizon * action_dim, cfg.n_obs_steps * obs_dim + cond_extra
+        per_step = obs_dim + (image_shape[0] * cfg.image_features if image_shape else 0)
+        L, C = cfg.horizon * action_dim, cfg.n_obs_steps * per_step + cond_extra
         self.net = dbp.DriftNet(L, C, cfg.hidden_dim, cfg.n_blocks) if backbone == "mlp" else \
             ConvUnet1D(cfg.horizon, action_dim, C, (cfg.hidden_dim // 8, cfg.hidden_dim // 4, cfg.hidden_dim // 2))
+        # from pixels: DBP's image encoder, built after the net as in DBPPolicy
+        self.encoder = dbp.ImageEncoder(cfg.crop, cfg.encoder_channels, cfg.image_features) if image_shape else None
+
+    @property
+    def obs_mode(self):  # what envs.evaluate builds its envs for
+        return "state" if self.encoder is None else "pixels"
 
     def condition(self, obs):
-        """Raw obs (B, To, Do) -> the normalized condition (B, To*Do), as dbp.predict_chunks asks of a policy."""
-        obs = dbp.check_shape("obs", obs, (None, self.n_obs_steps, self.obs_dim), self.normalizer.obs_center.device)
-        return self.normalizer.normalize_obs(obs).reshape(len(obs), -1)
+        """Raw obs (B, To, Do) or the pixel dict -> the condition (B, C), as DBPPolicy's (dbp.condition)."""
+        return dbp.condition(self, obs)
 
     def normalized(self, obs, actions):
-        """Raw training batch -> condition c (B, To*Do) and normalized chunks (B, L)."""
-        B = len(obs)
-        return self.normalizer.normalize_obs(obs).reshape(B, -1), self.normalizer.normalize_actions(actions).reshape(B, -1)
+        """Raw training batch -> condition c (B, C) and normalized chunks (B, L)."""
+        c = self.condition(obs)
+        return c, self.normalizer.normalize_actions(actions).reshape(len(c), -1)
 
     def noise(self, c):
         return torch.randn(len(c), self.horizon * self.action_dim, device=c.device)
@@ -135,8 +141,8 @@ class DiffusionPolicy(ChunkBaseline):
     squaredcos_cap_v2, samples clipped to [-1, 1]). One trained model serves both samplers:
     use("ddpm") runs all diffusion_steps, use("ddim", n) n of them (NFE = steps)."""
 
-    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", diffusion_steps=100):
-        super().__init__(obs_dim, action_dim, cfg, backbone, cond_extra=TEMB_DIM)
+    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", diffusion_steps=100, image_shape=None):
+        super().__init__(obs_dim, action_dim, cfg, backbone, TEMB_DIM, image_shape)
         kw = dict(num_train_timesteps=diffusion_steps, beta_schedule="squaredcos_cap_v2", clip_sample=True,
                   prediction_type="epsilon")
         self.schedulers = {"ddpm": DDPMScheduler(**kw), "ddim": DDIMScheduler(**kw)}
@@ -172,8 +178,8 @@ class FlowPolicy(ChunkBaseline):
     Sampling integrates it from noise at t = 0 with use(n) Euler steps (NFE = n)."""
     T_SCALE = 1000.0  # t in [0, 1] is embedded as t * T_SCALE, the range the sinusoid was made for
 
-    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", extra=0):
-        super().__init__(obs_dim, action_dim, cfg, backbone, cond_extra=TEMB_DIM + extra)
+    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", extra=0, image_shape=None):
+        super().__init__(obs_dim, action_dim, cfg, backbone, TEMB_DIM + extra, image_shape)
         self.n_steps = 1
 
     def use(self, n_steps):
@@ -203,10 +209,11 @@ class ShortcutPolicy(FlowPolicy):
     regresses the flow-matching velocity. A consistency_fraction of each batch (the paper's 1/4) trains
     the jumps. use(n) samples with n steps of d = 1/n, n a power of 2 up to M (use(1): one NFE)."""
 
-    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", max_steps=128, consistency_fraction=0.25):
+    def __init__(self, obs_dim, action_dim, cfg, backbone="mlp", max_steps=128, consistency_fraction=0.25,
+                 image_shape=None):
         if max_steps & (max_steps - 1):
             raise ValueError(f"max_steps must be a power of 2, got {max_steps}")
-        super().__init__(obs_dim, action_dim, cfg, backbone, extra=TEMB_DIM)
+        super().__init__(obs_dim, action_dim, cfg, backbone, TEMB_DIM, image_shape)
         self.log_m, self.consistency_fraction = int(math.log2(max_steps)), consistency_fraction
 
     def use(self, n_steps):

@@ -44,6 +44,8 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
     tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
     models: str = option(",".join(MODELS), f"comma-separated models to train, from {list(MODELS)}; each is evaluated "
                          "with its samplers (dp-*: DDPM and DDIM, flow: 1 and --flow-steps Euler steps)")
+    obs: str = option("state", f"what every model sees, one of {envs.OBS_MODES}: the task's state, or camera images and "
+                      "the arms' pose (each model then has DBP's image encoder, dbp.ImageEncoder)")
     seeds: int = option(3, "seeds per cell: 0 .. seeds-1 (demos, initialization, batches, noise, evaluation resets)",
                         ge=1, le=100)
     checkpoints: str = option("2500,5000,10000,20000", "gradient steps at which each model is evaluated; it trains "
@@ -65,6 +67,8 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
                           "progress, or an interrupted one)")
 
     def check(self):
+        if self.obs not in envs.OBS_MODES:
+            raise dbp.ConfigError("obs", self.obs, f"must be one of {envs.OBS_MODES}")
         if unknown := set(self.models.split(",")) - set(MODELS):
             raise dbp.ConfigError("models", self.models, f"unknown {sorted(unknown)}; known: {list(MODELS)}")
         for task in self.tasks.split(","):
@@ -86,13 +90,14 @@ class BenchConfig(train.EvalConfig, train.DemoConfig):
 
 QUICK = dict(tasks="push", demos=20, seeds=1, checkpoints="100,200,300", eval_episodes=5, latency_calls=20,
              diffusion_steps=20, ddim_steps=5, flow_steps=4)
-CELL_FIELDS = ("demos", "lr", "checkpoints", "eval_episodes", "diffusion_steps", "ddim_steps", "flow_steps")  # what a cell's numbers depend on
+CELL_FIELDS = ("obs", "demos", "lr", "checkpoints", "eval_episodes", "diffusion_steps", "ddim_steps", "flow_steps")  # what a cell's numbers depend on
 
 
 def parse(argv):
     given = vars(dbp.add_config_args(dbp.make_parser(__doc__), BenchConfig).parse_args(argv))
     cfg = dbp.build_config(BenchConfig, {**(QUICK if given.get("quick") else {}), **given})
-    return dataclasses.replace(cfg, out=cfg.out or ("runs/bench-quick" if cfg.quick else "runs/bench"))
+    out = "runs/bench" + ("-quick" if cfg.quick else "") + ("-pixels" if cfg.obs == "pixels" else "")
+    return dataclasses.replace(cfg, out=cfg.out or out)
 
 
 def methods(cfg):
@@ -104,19 +109,26 @@ def methods(cfg):
             "shortcut-1": ("shortcut", (1,), 1), "mse": ("mse", None, 1)}
 
 
-def build(model, obs_dim, action_dim, pcfg, cfg):
-    """A fresh, unfitted policy of a trained model kind, at DBP's chunk shape (pcfg: train.PretrainConfig)."""
+def build(model, obs, actions, pcfg, cfg):
+    """A policy of a trained model kind for training windows obs (state, or the pixel dict) and actions, at DBP's
+    chunk shape (pcfg: train.PretrainConfig), its normalizer fit on them."""
+    state = obs["agent_pos"] if isinstance(obs, dict) else obs
+    Do, Da, image_shape = state.shape[-1], actions.shape[-1], tuple(obs["image"].shape[2:]) if isinstance(obs, dict) else None
     if model == "dbp":
-        return dbp.DBPPolicy(obs_dim, action_dim, pcfg)
-    if model.startswith("dp-"):
-        return baselines.DiffusionPolicy(obs_dim, action_dim, pcfg, model[3:], cfg.diffusion_steps)
-    return {"flow": baselines.FlowPolicy, "shortcut": baselines.ShortcutPolicy,
-            "mse": baselines.RegressionPolicy}[model](obs_dim, action_dim, pcfg)
+        policy = dbp.DBPPolicy(Do, Da, pcfg, image_shape)
+    elif model.startswith("dp-"):
+        policy = baselines.DiffusionPolicy(Do, Da, pcfg, model[3:], cfg.diffusion_steps, image_shape=image_shape)
+    else:
+        make = {"flow": baselines.FlowPolicy, "shortcut": baselines.ShortcutPolicy, "mse": baselines.RegressionPolicy}
+        policy = make[model](Do, Da, pcfg, image_shape=image_shape)
+    policy.normalizer.fit(state, actions)
+    return policy
 
 
 def recipe(task, seed, cfg):
     """DBP's pretrain recipe (train.PretrainConfig) over the checkpoints; every model trains with it."""
-    pcfg = train.PretrainConfig(task=task, demos=cfg.demos, steps=cfg.steps[-1], seed=seed, demo_dir=cfg.demo_dir, lr=cfg.lr)
+    pcfg = train.PretrainConfig(task=task, demos=cfg.demos, steps=cfg.steps[-1], seed=seed, demo_dir=cfg.demo_dir, lr=cfg.lr,
+                                obs=cfg.obs)
     return dataclasses.replace(pcfg, warmup_steps=min(pcfg.warmup_steps, pcfg.steps // 10))  # shortens --quick's only
 
 
@@ -132,7 +144,7 @@ def chunk_modes(policy, demo, obs, actions, mode_names, seed):
     m0, m1 = first[modes == 0].mean(0), first[modes == 1].mean(0)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        x = torch.as_tensor(policy.predict_action(obs[starts].numpy())).flatten(1)     # (E, Th*Da) generated
+        x = torch.as_tensor(policy.predict_action(train.take(obs, starts))).flatten(1)  # (E, Th*Da) generated
     s = (x - m0) @ (m1 - m0) / (m1 - m0).pow(2).sum()
     return {mode_names[0]: (s < 1 / 3).float().mean().item(), mode_names[1]: (s > 2 / 3).float().mean().item(),
             "between": ((s >= 1 / 3) & (s <= 2 / 3)).float().mean().item()}
@@ -147,13 +159,12 @@ def run_cell(job):
     demo, obs, actions = train.windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
     names = envs.mode_names(task)
     torch.manual_seed(seed)                                                            # the same init stream per seed
-    policy = build(model, obs.shape[-1], actions.shape[-1], pcfg, cfg)
-    policy.normalizer.fit(obs, actions)
+    policy = build(model, obs, actions, pcfg, cfg)
     if model == "dbp":
         pos, pos_w = policy.positives(obs, actions)
-        loss_fn = lambda i: policy.compute_loss(obs[i], actions[i], pos[i], pos_w[i])
+        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i], pos[i], pos_w[i])
     else:
-        loss_fn = lambda i: policy.compute_loss(obs[i], actions[i])
+        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i])
     ema = dbp.EMA(policy)
     opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(pcfg))
@@ -163,7 +174,7 @@ def run_cell(job):
     for target in cfg.steps:
         t0 = time.perf_counter()
         for step in range(step, target):
-            idx = torch.randint(0, len(obs), (pcfg.batch_size,), generator=batches)
+            idx = torch.randint(0, len(actions), (pcfg.batch_size,), generator=batches)
             train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
         step, train_s = target, train_s + time.perf_counter() - t0
         row = dict(step=target, train_seconds=round(train_s, 1), methods={})
@@ -178,7 +189,7 @@ def run_cell(job):
         print(f"  {task} {model} seed {seed}: step {target} ({train_s / 60:.1f} min), "
               + ", ".join(f"{n} {r['success_rate']:.2f}" for n, r in row["methods"].items()), flush=True)
     return dict(task=task, model=model, seed=seed, settings={k: getattr(cfg, k) for k in CELL_FIELDS},
-                n_demos=len(demo["episode_ends"]), n_windows=len(obs), wall_seconds=round(time.perf_counter() - t_cell, 1),
+                n_demos=len(demo["episode_ends"]), n_windows=len(actions), wall_seconds=round(time.perf_counter() - t_cell, 1),
                 evaluations=evaluations)
 
 
@@ -208,12 +219,12 @@ def latencies(task, cfg, names):
         if name not in names:
             continue
         torch.manual_seed(0)
-        policy = build(model, obs.shape[-1], actions.shape[-1], pcfg, cfg)
-        policy.normalizer.fit(obs, actions)
+        policy = build(model, obs, actions, pcfg, cfg)
         policy = (policy if use is None else policy.use(*use)).eval()
         out[name] = {}
         for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):
-            p50, p99 = latency(policy, obs[:1].numpy(), cfg.latency_calls, threads)
+            first = {k: v[:1].numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs[:1].numpy()
+            p50, p99 = latency(policy, first, cfg.latency_calls, threads)
             out[name].update({f"latency_p50_ms_{key}": p50, f"latency_p99_ms_{key}": p99})
     return out
 
@@ -229,8 +240,8 @@ def load_cell(cfg, path):
         return None
     with open(path) as f:
         cell = json.load(f)
-    for key in CELL_FIELDS:
-        if cell["settings"].get(key) != getattr(cfg, key):
+    for key in CELL_FIELDS:  # a setting a cell lacks was added since: the cell ran at its default
+        if cell["settings"].get(key, getattr(BenchConfig(), key)) != getattr(cfg, key):
             sys.exit(f"error: {path} was measured with {key} = {cell['settings'].get(key)!r}, this run has "
                      f"{getattr(cfg, key)!r}: give another --out, or delete the cells to remeasure")
     return cell
@@ -250,7 +261,7 @@ def _worker_init():
 
 def _collect(job):
     task, seed, cfg = job
-    envs.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False)
+    envs.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False, obs_mode=cfg.obs)
 
 
 def run_cells(cfg, todo):

@@ -291,12 +291,36 @@ class Normalizer(nn.Module):
         return nactions * self.act_half_range + self.act_center
 
 
+def condition(policy, obs):
+    """The network's condition (B, C) of raw obs (B, To, Do), or of the pixel dict, for any chunk policy with
+    n_obs_steps, obs_dim, normalizer, encoder (an ImageEncoder or None) and image_shape: normalized obs, and for
+    pixels each step's image features beside its normalized agent_pos."""
+    To, Do, device = policy.n_obs_steps, policy.obs_dim, policy.normalizer.obs_center.device
+    if policy.encoder is None:
+        if isinstance(obs, dict):
+            raise ValueError(f"this policy was trained on state observations (B, {To}, {Do}); got a dict "
+                             f"with {sorted(obs)} (a pixel policy takes those)")
+        obs = check_shape("obs", obs, (None, To, Do), device)
+        return policy.normalizer.normalize_obs(obs).reshape(len(obs), -1)
+    if not isinstance(obs, dict) or set(obs) != {"image", "agent_pos"}:
+        raise ValueError("this policy was trained on pixels: obs must be a dict with 'image' (B, To, V, 3, H, W) and "
+                         f"'agent_pos' (B, To, Do); got {sorted(obs) if isinstance(obs, dict) else type(obs).__name__}")
+    agent_pos = check_shape("obs['agent_pos']", obs["agent_pos"], (None, To, Do), device)
+    B = len(agent_pos)
+    images = torch.as_tensor(obs["image"], device=device)
+    if images.dtype != torch.uint8 or tuple(images.shape) != (B, To, *policy.image_shape):
+        raise ValueError(f"obs['image'] must be uint8 of shape {(B, To, *policy.image_shape)}; "
+                         f"got {images.dtype} {tuple(images.shape)}")
+    features = policy.encoder(images.reshape(B * To, *policy.image_shape)).reshape(B, To, -1)   # (B, To, V*F)
+    return torch.cat([features, policy.normalizer.normalize_obs(agent_pos)], dim=-1).reshape(B, -1)
+
+
 def predict_chunks(policy, obs, sample):
     """predict_action plumbing of every chunk policy (DBPPolicy, the benchmark's baselines):
-    raw obs (B, To, Do) (or a pixel policy's dict), numpy or torch -> sample(c) with c = policy.condition(obs)
+    raw obs (B, To, Do) (or a pixel policy's dict), numpy or torch -> sample(c) with c = condition(policy, obs)
     (B, C) -> normalized chunks (B, Th*Da) -> raw chunks (B, Th, Da); numpy in gives numpy out."""
     as_numpy = isinstance(obs["agent_pos"] if isinstance(obs, dict) else obs, np.ndarray)
-    c = policy.condition(obs)
+    c = condition(policy, obs)
     B = len(c)
     nact = sample(c)                                                                        # (B, Th*Da)
     actions = policy.normalizer.unnormalize_actions(nact.reshape(B, policy.horizon, policy.action_dim))
@@ -462,26 +486,7 @@ class DBPPolicy(nn.Module):
         return self.cfg.obs
 
     def condition(self, obs):
-        """Raw obs (B, To, Do), or the pixel dict -> the network's condition (B, C): normalized obs, and
-        for pixels each step's image features beside its normalized agent_pos."""
-        To, Do, device = self.n_obs_steps, self.obs_dim, self.normalizer.obs_center.device
-        if self.encoder is None:
-            if isinstance(obs, dict):
-                raise ValueError(f"this policy was trained on state observations (B, {To}, {Do}); got a dict "
-                                 f"with {sorted(obs)} (a pixel policy takes those)")
-            obs = check_shape("obs", obs, (None, To, Do), device)
-            return self.normalizer.normalize_obs(obs).reshape(len(obs), -1)
-        if not isinstance(obs, dict) or set(obs) != {"image", "agent_pos"}:
-            raise ValueError("this policy was trained on pixels: obs must be a dict with 'image' (B, To, V, 3, H, W) and "
-                             f"'agent_pos' (B, To, Do); got {sorted(obs) if isinstance(obs, dict) else type(obs).__name__}")
-        agent_pos = check_shape("obs['agent_pos']", obs["agent_pos"], (None, To, Do), device)
-        B = len(agent_pos)
-        images = torch.as_tensor(obs["image"], device=device)
-        if images.dtype != torch.uint8 or tuple(images.shape) != (B, To, *self.image_shape):
-            raise ValueError(f"obs['image'] must be uint8 of shape {(B, To, *self.image_shape)}; "
-                             f"got {images.dtype} {tuple(images.shape)}")
-        features = self.encoder(images.reshape(B * To, *self.image_shape)).reshape(B, To, -1)   # (B, To, V*F)
-        return torch.cat([features, self.normalizer.normalize_obs(agent_pos)], dim=-1).reshape(B, -1)
+        return condition(self, obs)
 
     @property
     def executed(self):

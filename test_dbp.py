@@ -929,6 +929,17 @@ def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(t
     assert other.returncode != 0 and "eval_episodes = 5" in other.stderr and "Traceback" not in other.stderr
 
 
+def test_bench_runs_from_pixels_with_the_encoder_in_every_model(tmp_path):
+    run = subprocess.run([sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--obs", "pixels", "--models",
+                          "dbp,dp-mlp", "--checkpoints", "2,4", "--demos", "3", "--eval-episodes", "2", "--out", "bqp",
+                          "--demo-dir", str(tmp_path / "demos")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    task = json.load(open(tmp_path / "bqp" / "bench.json"))["tasks"]["push"]
+    assert set(task["methods"]) == {"dbp", "dp-mlp-ddpm20", "dp-mlp-ddim5"}
+    assert task["methods"]["dp-mlp-ddpm20"]["latency_over_dbp_1thread"] > 2     # the encoder runs once per call
+    assert (tmp_path / "demos" / "push_n3_s0_pixels64x64.npz").exists()
+
+
 def _toy_chunks(policy, steps=600, seed=0):
     """Train a chunk policy on a bimodal toy (every chunk all +0.8 or all -0.8, whatever the observation);
     return the shares of 500 sampled chunks (mean over the chunk) near +0.8, near -0.8 and in between."""
