@@ -126,8 +126,8 @@ class DBPOAgent(nn.Module):
         self.anchor = copy.deepcopy(policy.net).eval().requires_grad_(False)  # mu_old: frozen
         C, Th, Da = policy.net.cond[0].in_features, policy.horizon, policy.action_dim   # condition width
         self.Ta = policy.n_action_steps
-        if self.policy.encoder is not None:
-            self.policy.encoder.requires_grad_(False)
+        if self.policy.encoder is not None:                           # frozen, its centre crop (evaluation mode)
+            self.policy.encoder.requires_grad_(False).eval()
         ex = policy.executed
         self.exec = slice(ex.start * Da, ex.stop * Da)                # executed steps of the flat chunk
         self.L = Th * Da                                              # noise and chunk length
