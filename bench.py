@@ -112,11 +112,11 @@ def methods(cfg):
 def build(model, obs, actions, pcfg, cfg):
     """A policy of a trained model kind for training windows obs (state, or the pixel dict) and actions, at DBP's
     chunk shape (pcfg: train.PretrainConfig), its normalizer fit on them."""
-    state = obs["agent_pos"] if isinstance(obs, dict) else obs
-    Do, Da, image_shape = state.shape[-1], actions.shape[-1], tuple(obs["image"].shape[2:]) if isinstance(obs, dict) else None
     if model == "dbp":
-        policy = dbp.DBPPolicy(Do, Da, pcfg, image_shape)
-    elif model.startswith("dp-"):
+        return train.make_policy(obs, actions, pcfg)
+    state, image_shape = train.split_windows(obs)
+    Do, Da = state.shape[-1], actions.shape[-1]
+    if model.startswith("dp-"):
         policy = baselines.DiffusionPolicy(Do, Da, pcfg, model[3:], cfg.diffusion_steps, image_shape=image_shape)
     else:
         make = {"flow": baselines.FlowPolicy, "shortcut": baselines.ShortcutPolicy, "mse": baselines.RegressionPolicy}

@@ -237,11 +237,15 @@ def take(obs, i):
     return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
 
 
+def split_windows(obs):
+    """Training windows (state, or the pixel dict) -> (what the normalizer fits: state or agent_pos, image_shape or None)."""
+    return (obs["agent_pos"], tuple(obs["image"].shape[2:])) if isinstance(obs, dict) else (obs, None)
+
+
 def make_policy(obs, actions, cfg):
     """A DBPPolicy sized for training windows (state, or the pixel dict), its normalizer fit on them."""
-    pixels = isinstance(obs, dict)
-    state = obs["agent_pos"] if pixels else obs
-    policy = dbp.DBPPolicy(state.shape[-1], actions.shape[-1], cfg, tuple(obs["image"].shape[2:]) if pixels else None)
+    state, image_shape = split_windows(obs)
+    policy = dbp.DBPPolicy(state.shape[-1], actions.shape[-1], cfg, image_shape)
     policy.normalizer.fit(state, actions)
     return policy
 
