@@ -35,6 +35,7 @@ from dbp import option
 
 DEFAULT_THREADS = torch.get_num_threads()  # read before any set_num_threads
 WARMUP_CALLS = 20                          # untimed predict_action calls before latency timing
+TIMED_STEPS = 20                           # timed training steps per model, after 3 untimed
 MODELS = ("dbp", "dp-unet", "dp-mlp", "flow", "shortcut", "mse")  # trained models, in the table's order
 
 
@@ -132,6 +133,21 @@ def recipe(task, seed, cfg):
     return dataclasses.replace(pcfg, warmup_steps=min(pcfg.warmup_steps, pcfg.steps // 10))  # shortens --quick's only
 
 
+def trainer(model, obs, actions, pcfg, cfg):
+    """A fresh policy of a model kind and its training -> (EMA of it, step(batch indices)): AdamW and DBP's lr
+    schedule (pcfg), the same for every model."""
+    policy = build(model, obs, actions, pcfg, cfg)
+    if model == "dbp":
+        pos, pos_w = policy.positives(obs, actions)
+        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i], pos[i], pos_w[i])
+    else:
+        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i])
+    ema = dbp.EMA(policy)
+    opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(pcfg))
+    return ema, lambda idx: train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
+
+
 # ----------------------------------------------------------------------------- measurements
 @torch.no_grad()
 def chunk_modes(policy, demo, obs, actions, mode_names, seed):
@@ -159,23 +175,14 @@ def run_cell(job):
     demo, obs, actions = train.windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
     names = envs.mode_names(task)
     torch.manual_seed(seed)                                                            # the same init stream per seed
-    policy = build(model, obs, actions, pcfg, cfg)
-    if model == "dbp":
-        pos, pos_w = policy.positives(obs, actions)
-        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i], pos[i], pos_w[i])
-    else:
-        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i])
-    ema = dbp.EMA(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(pcfg))
+    ema, train_step = trainer(model, obs, actions, pcfg, cfg)
     batches = torch.Generator().manual_seed(seed)                                      # the same batches per seed
     mine = {name: (use, nfe) for name, (m, use, nfe) in methods(cfg).items() if m == model}
     evaluations, train_s, step = [], 0.0, 0
     for target in cfg.steps:
         t0 = time.perf_counter()
         for step in range(step, target):
-            idx = torch.randint(0, len(actions), (pcfg.batch_size,), generator=batches)
-            train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
+            train_step(torch.randint(0, len(actions), (pcfg.batch_size,), generator=batches))
         step, train_s = target, train_s + time.perf_counter() - t0
         row = dict(step=target, train_seconds=round(train_s, 1), methods={})
         for name, (use, nfe) in mine.items():
@@ -209,19 +216,37 @@ def latency(policy, obs, calls, threads):
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
+def train_ms_per_step(model, obs, actions, pcfg, cfg, steps=TIMED_STEPS):
+    """Median ms of a training step (batch pcfg.batch_size) on one thread, after warm-up."""
+    torch.set_num_threads(1)
+    try:
+        _, train_step = trainer(model, obs, actions, pcfg, cfg)
+        gen, times = torch.Generator().manual_seed(0), []
+        for _ in range(steps + 3):
+            t0 = time.perf_counter()
+            train_step(torch.randint(0, len(actions), (pcfg.batch_size,), generator=gen))
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(DEFAULT_THREADS)
+    return float(np.median(times[3:]) * 1e3)
+
+
 def latencies(task, cfg, names):
-    """Latency of the methods `names` on one task, back to back in this process (no worker running): a network's
-    cost does not depend on its weights, so each is timed on a fresh policy fitted to seed 0's windows."""
+    """Latency of the methods `names` on one task, and their models' training step, back to back in this process
+    (no worker running): a network's cost does not depend on its weights, so each is timed on a fresh policy fitted
+    to seed 0's windows."""
     pcfg = recipe(task, 0, cfg)
     _, obs, actions = train.windows(pcfg, task)
-    out = {}
+    out, step_ms = {}, {}
     for name, (model, use, _) in methods(cfg).items():
         if name not in names:
             continue
         torch.manual_seed(0)
+        if model not in step_ms:
+            step_ms[model] = train_ms_per_step(model, obs, actions, pcfg, cfg)
         policy = build(model, obs, actions, pcfg, cfg)
         policy = (policy if use is None else policy.use(*use)).eval()
-        out[name] = {}
+        out[name] = dict(train_ms_per_step_1thread=step_ms[model])
         for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):
             first = {k: v[:1].numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs[:1].numpy()
             p50, p99 = latency(policy, first, cfg.latency_calls, threads)
@@ -310,7 +335,8 @@ def label(name):
 
 def table(tasks, steps):
     rows = ["| task | method | NFE | " + " | ".join(f"success at {s} steps" for s in steps) + " | best [pooled 95% CI] | "
-            f"still rising | modes of successes at best | p50 ms, 1 thread | p50 ms, {DEFAULT_THREADS} threads | train s |",
+            f"still rising | modes of successes at best | p50 ms, 1 thread | p50 ms, {DEFAULT_THREADS} threads | "
+            "train ms/step, 1 thread |",
             "|" + "---|" * (9 + len(steps))]
     for task, t in tasks.items():
         for name, r in t["methods"].items():
@@ -321,7 +347,8 @@ def table(tasks, steps):
                         + f" | {best['mean']:.2f} [{best['ci95'][0]:.2f}, {best['ci95'][1]:.2f}] at {r['best_step']} | "
                         f"{'yes' if r['still_rising'] else 'no'} | {modes} | "
                         f"{r.get('latency_p50_ms_1thread', float('nan')):.2f} | "
-                        f"{r.get('latency_p50_ms_default', float('nan')):.2f} | {r['by_step'][-1]['train_seconds']:.0f} |")
+                        f"{r.get('latency_p50_ms_default', float('nan')):.2f} | "
+                        f"{r.get('train_ms_per_step_1thread', float('nan')):.1f} |")
     return "\n".join(rows)
 
 

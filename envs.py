@@ -99,6 +99,7 @@ class Panda:
         self.body = p.loadURDF("franka_panda/panda.urdf", base_pos, useFixedBase=True, physicsClientId=cid)
         self.ee_orn = p.getQuaternionFromEuler([math.pi, 0.0, ee_yaw])  # hand pointing down
         info = [p.getJointInfo(self.body, j, physicsClientId=cid) for j in ARM_JOINTS]
+        self.joints = list(range(p.getNumJoints(self.body, physicsClientId=cid)))  # all: arm, hand, fingers
         self.lower, self.upper, self.ranges = [i[8] for i in info], [i[9] for i in info], [i[9] - i[8] for i in info]
 
     def ik(self, target):
@@ -234,6 +235,23 @@ class PandaTableEnv(gym.Env):
         images = [p.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER, flags=p.ER_NO_SEGMENTATION_MASK,
                                    physicsClientId=cid)[2] for view, proj in self._cameras]
         return np.stack([np.asarray(im, np.uint8).reshape(h, w, 4)[:, :, :3].transpose(2, 0, 1) for im in images])
+
+    def scene_pose(self):
+        """What a camera sees of the scene, flat: every arm joint's position, every object's base pose (xyz, xyzw)."""
+        cid = self.cid
+        q = [s[0] for a in self.arms for s in p.getJointStates(a.body, a.joints, physicsClientId=cid)]
+        return np.array(q + [v for b in self.objects for part in p.getBasePositionAndOrientation(b, physicsClientId=cid)
+                             for v in part])
+
+    def set_scene_pose(self, pose):
+        """Teleport arms and objects to a scene_pose() of an env of this task (a mirror to render; no physics)."""
+        pose, cid = iter(np.asarray(pose, np.float64).tolist()), self.cid
+        for a in self.arms:
+            for j in a.joints:
+                p.resetJointState(a.body, j, next(pose), physicsClientId=cid)
+        for b in self.objects:
+            p.resetBasePositionAndOrientation(b, [next(pose) for _ in range(3)], [next(pose) for _ in range(4)],
+                                              physicsClientId=cid)
 
     def get_obs(self):
         """Observation of the current state in obs_mode, as reset and step return it."""

@@ -8,19 +8,25 @@ The deployment side of Gao et al. 2026 (arXiv 2604.03540; the paper: dual-arm UR
            interpolates linearly from one policy target to the next (target a_j is where the
            EE should be at the end of policy step j) and infers the next chunk at the tick
            where it is first needed, AFTER that tick's command, so inference never delays one;
-  safety   workspace box, EE speed, gripper bounds, joint limits, NaN/inf, stale state,
-           overrun streak -> hold position and stop; try/finally stops both arms on any exit;
+  safety   workspace box, EE speed, gripper bounds, joint limits, NaN/inf, stale state or
+           camera frame, overrun streak -> hold position and stop; try/finally stops both arms;
+  camera   a pixel checkpoint (train.py --obs pixels) sees frames, off the loop's thread: 'sim'
+           renders its cameras in a process of their own, 'ur' reads OpenCV devices (--camera);
   backend  'sim': the bimanual PyBullet task (envs.py) advanced in wall-clock real time,
            'ur': two UR arms by IP through ur_rtde (untested on hardware, see URBackend).
 
     python robot.py --ckpt runs/pretrain-bimanual-s0/ckpt.pt --duration-s 60 --stats-json stats.json
+    python robot.py --ckpt runs/px/bimanual/ckpt.pt   # a pixel checkpoint: the sim renders its cameras
     python robot.py --dry-run --duration-s 5          # no policy: the arms hold position
     python robot.py --help                            # every flag, with its meaning
 """
+import ctypes
 import gc
 import json
+import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -36,7 +42,9 @@ OBS_DIM = len(envs.BimanualEnv.obs_names)       # Do = 14: ee0 xyz, gripper0, ee
 N_ARMS = len(envs.BimanualEnv.ARM_BASES)
 ACTION_DIM = 4 * N_ARMS                          # Da = 8: per arm absolute EE target (x, y, z, g)
 POLICY_HZ = envs.SimConfig.control_hz            # the rate the policy was trained at
-LATENCY_KEYS = ("state_read", "inference", "command", "physics", "tick")  # what the loop times
+AGENT_POS_DIM = 4 * N_ARMS                       # a pixel policy's agent_pos: per arm EE xyz, gripper opening
+LATENCY_KEYS = ("state_read", "inference", "command", "physics", "tick",  # what the loop times; camera: a frame's
+                "camera", "end_to_end")  # age when taken, end_to_end: observation -> first command of its chunk
 
 
 @dataclass
@@ -72,12 +80,20 @@ class RobotConfig(dbp.SeedConfig):  # seed: sim episode i resets with envs.eval_
                               ge=0, le=99)
     ur_ips: str = option("", "--backend ur: IPs of the right (arm 0, -y) and left arm, comma-separated")
     ur_gripper_pin: int = option(0, "--backend ur: standard digital output that closes each arm's gripper", ge=0, le=7)
+    camera: str = option("", "--backend ur with a pixel checkpoint: OpenCV device indices of its cameras, in the "
+                         "checkpoint's view order, comma-separated (the sim renders its own cameras)")
+    camera_timeout_s: float = option(0.25, "pixel checkpoints: stop when no camera frame of a policy step's state "
+                                     "has come this long after that state (s)", gt=0.0)
 
     def check(self):
         if self.backend not in ("sim", "ur"):
             raise dbp.ConfigError("backend", self.backend, "must be 'sim' or 'ur'")
         if self.video and self.backend != "sim":
             raise dbp.ConfigError("video", self.video, "needs --backend sim (the ur backend has no camera)")
+        if self.camera and self.backend != "ur":
+            raise dbp.ConfigError("camera", self.camera, "is for --backend ur: the sim renders its own cameras")
+        if self.camera and not all(c.strip().isdigit() for c in self.camera.split(",")):
+            raise dbp.ConfigError("camera", self.camera, "must be comma-separated OpenCV device indices, e.g. '0' or '0,2'")
         if self.workspace_low_m[2] < 0:
             raise dbp.ConfigError("workspace_low_m", self.workspace_low_m, "must not reach below the table (z >= 0)")
         if not all(lo < hi for lo, hi in zip(self.workspace_low_m, self.workspace_high_m)):
@@ -121,7 +137,9 @@ def load_policy(path):
     ckpt = dbp.load_checkpoint(path)
     if ckpt.get("task") not in (TASK, envs.TASKS[TASK]):
         raise ValueError(f"{path} was trained for task {ckpt.get('task')!r}; this loop drives the {TASK!r} task")
-    return dbp.DBPPolicy.from_checkpoint(ckpt, expect={"obs_dim": OBS_DIM, "action_dim": ACTION_DIM})
+    pixels = ckpt.get("config", {}).get("obs") == "pixels"  # its obs_dim is then the agent_pos's
+    return dbp.DBPPolicy.from_checkpoint(ckpt, expect={"obs_dim": AGENT_POS_DIM if pixels else OBS_DIM,
+                                                      "action_dim": ACTION_DIM})
 
 
 # ----------------------------------------------------------------------------- safety layer
@@ -252,8 +270,12 @@ class SimBackend:
         """A frame (H, W, 3) uint8, off the clock: simulated time stands still while it renders."""
         t_s = time.monotonic()
         frame = self.u.render()
-        self.t0_s, self.state = self.t0_s + time.monotonic() - t_s, None  # restamp the state too
+        self.pause(time.monotonic() - t_s)
         return frame
+
+    def pause(self, seconds):
+        """Simulated time stands still for these seconds, spent off the clock (rendering, a camera's start)."""
+        self.t0_s, self.state = self.t0_s + seconds, None  # restamp the state too
 
     def stop(self):
         if self.env is not None:  # hold: joint targets for the EE where it is now, then release
@@ -268,9 +290,9 @@ class URBackend:
     axis-aligned with the sim's world frame at envs.BimanualEnv.ARM_BASES (targets are
     translated, not rotated: calibrate); the tool orientation is held as found at start (point
     the grippers down first); each gripper is one digital output (--ur-gripper-pin), its
-    opening estimated from the command. The policy also observes the bar's ends, which no UR
-    sensor gives: pass object_obs() -> (6,) world positions from your perception and call
-    run(cfg, URBackend(cfg, object_obs), policy) from a script; the CLI allows only --dry-run."""
+    opening estimated from the command. A pixel policy sees the bar through --camera. A state
+    policy also observes the bar's ends, which no UR sensor gives: pass object_obs() -> (6,)
+    world positions from your perception and call run(cfg, URBackend(cfg, object_obs), policy)."""
 
     max_policy_steps = None  # one long episode, until --duration-s
 
@@ -326,11 +348,184 @@ class URBackend:
             c.stopScript()
 
 
+# ----------------------------------------------------------------------------- cameras
+# Interface: reset(seed) (a new episode; returns once a frame of it is out), request(stamp_s) (a policy step began at
+# the state stamped stamp_s: a camera that renders on request renders it), frame() -> (stamp_s, images (V, 3, H, W)
+# uint8) or None, stats(), close(). A frame's stamp is the monotonic time of what it shows, as the state's stamp is.
+
+def _render_worker(conn, frame, stamp):
+    """SimCamera's process: a mirror of the task's scene, teleported to each posted pose and rendered."""
+    env = envs.make_env(TASK, obs_mode="pixels").unwrapped
+    out, times = np.frombuffer(frame.get_obj(), np.uint8), []
+    conn.send("ready")
+    while True:
+        msgs = [conn.recv()]
+        while conn.poll():  # render only the newest pose; every reset in order
+            msgs.append(conn.recv())
+        pose = None
+        for kind, *args in msgs:
+            if kind == "stop":
+                conn.send(times)
+                return
+            if kind == "reset":
+                env.reset(seed=args[0])
+            pose = args if kind == "pose" else pose
+        if pose is not None:
+            t_s = time.monotonic()
+            env.set_scene_pose(pose[1])
+            images = env.camera_images()
+            times.append(time.monotonic() - t_s)
+            with frame.get_lock():
+                out[:] = images.ravel()
+                stamp[0] = pose[0]
+
+
+class SimCamera:
+    """The sim task's fixed cameras (envs: CAMERAS, SimConfig.camera_hw), rendered in a process of their own, so a
+    frame (PyBullet's tiny renderer: tens of ms) never takes a tick: at each policy step the loop posts the scene's
+    pose (arm joints, object poses: ~0.1 ms), the process teleports a mirror of the scene there, renders it and
+    publishes the frame, stamped with the pose's time, in shared memory."""
+
+    def __init__(self, backend):
+        ctx = mp.get_context("spawn")
+        env = backend.u
+        self.backend, self.shape = backend, (len(env.CAMERAS), 3, *env.cfg.camera_hw)
+        self._frame = ctx.Array(ctypes.c_uint8, int(np.prod(self.shape)))   # with a lock: no torn frames
+        self._stamp = ctx.RawArray(ctypes.c_double, 1)                      # written under the frame's lock
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_render_worker, args=(child, self._frame, self._stamp), daemon=True)
+        self._proc.start()
+        self.render_s = None
+        if not self._conn.poll(60.0):  # its imports and scene: seconds
+            self._proc.terminate()
+            raise RuntimeError("the sim camera process did not start in 60 s")
+        self._conn.recv()
+
+    def reset(self, seed, timeout_s=5.0):  # the wait is off the sim's clock: nothing moves until it ends
+        t_s, stamp_s = time.monotonic(), self.backend.read_state()["stamp_s"]
+        try:
+            self._conn.send(("reset", seed))
+            self._conn.send(("pose", stamp_s, self.backend.u.scene_pose()))
+        except OSError as e:  # the process is gone
+            raise RuntimeError(f"the sim camera process is gone ({e})") from None
+        t_end_s = time.monotonic() + timeout_s
+        while self._stamp[0] != stamp_s:
+            if time.monotonic() > t_end_s or not self._proc.is_alive():
+                raise RuntimeError(f"the sim camera process gave no frame in {timeout_s:g} s")
+            time.sleep(0.001)
+        self.backend.pause(time.monotonic() - t_s)
+
+    def request(self, stamp_s):
+        try:
+            self._conn.send(("pose", stamp_s, self.backend.u.scene_pose()))
+        except OSError:  # the process is gone: no frame comes, and the loop stops on the stale one
+            pass
+
+    def frame(self):
+        with self._frame.get_lock():
+            if not self._stamp[0]:
+                return None
+            return self._stamp[0], np.frombuffer(self._frame.get_obj(), np.uint8).reshape(self.shape).copy()
+
+    def stats(self):
+        return dict(source="sim (rendered in its own process at the policy rate)", shape=list(self.shape),
+                    frames=None if self.render_s is None else len(self.render_s),
+                    render_ms=_percentiles(self.render_s or []))
+
+    def close(self):
+        if self._proc.is_alive():
+            self._conn.send(("stop",))
+            if self._conn.poll(5.0):
+                self.render_s = self._conn.recv()
+        self._proc.terminate()
+
+
+class ThreadCamera:
+    """Frames from grab() -> (V, 3, H, W) uint8, called over and over on a thread of its own (a camera's read
+    blocks until its next frame, without the GIL); each frame stamped when grab returned. An exception in grab
+    ends the frames (the loop then stops on the stale frame) and is reported in stats()."""
+
+    def __init__(self, grab, name="callable"):
+        self.grab, self.name, self._frame, self.grab_s, self.error = grab, name, None, [], None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                t_s = time.monotonic()
+                images = np.ascontiguousarray(self.grab(), dtype=np.uint8)
+                now_s = time.monotonic()
+                self.grab_s.append(now_s - t_s)
+                self._frame = (now_s, images)
+        except Exception as e:  # noqa: BLE001 -- any failure of a user's camera ends its frames
+            self.error = f"{type(e).__name__}: {e}"
+
+    def reset(self, seed, timeout_s=10.0):
+        t_end_s = time.monotonic() + timeout_s
+        while self._frame is None:
+            if time.monotonic() > t_end_s or self.error:
+                raise RuntimeError(f"camera {self.name} gave no frame in {timeout_s:g} s ({self.error or 'no error'})")
+            time.sleep(0.001)
+
+    def request(self, stamp_s):
+        pass  # free-running: the loop waits for the first frame newer than the step's state
+
+    def frame(self):
+        return self._frame
+
+    def stats(self):
+        return dict(source=self.name, shape=None if self._frame is None else list(self._frame[1].shape),
+                    frames=len(self.grab_s), grab_ms=_percentiles(self.grab_s), error=self.error)
+
+    def close(self):
+        self._stop.set()
+        getattr(self.grab, "close", lambda: None)()
+
+
+def opencv_grab(indices, hw):
+    """grab() for ThreadCamera from OpenCV devices (`pip install opencv-python`), one per view: each frame resized
+    to hw = (H, W) and made RGB (V, 3, H, W). UNTESTED ON HARDWARE in this repo; grab.close() releases them."""
+    import cv2  # imported only when a real camera is used
+    caps = [cv2.VideoCapture(i) for i in indices]
+    if closed := [i for i, c in zip(indices, caps) if not c.isOpened()]:
+        raise RuntimeError(f"cannot open OpenCV camera(s) {closed}")
+
+    def grab():
+        views = []
+        for i, cap in zip(indices, caps):
+            ok, bgr = cap.read()
+            if not ok:
+                raise RuntimeError(f"OpenCV camera {i} gave no frame")
+            rgb = cv2.cvtColor(cv2.resize(bgr, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            views.append(rgb.transpose(2, 0, 1))
+        return np.stack(views)
+
+    grab.close = lambda: [cap.release() for cap in caps]
+    return grab
+
+
 # ----------------------------------------------------------------------------- loop
-def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
+def agent_pos(state):
+    """A pixel policy's proprioception (4 * N_ARMS,): per arm EE xyz and gripper opening, as envs' agent_pos."""
+    return np.concatenate([np.append(e, g) for e, g in zip(state["ee_pos"], state["gripper"])]).astype(np.float32)
+
+
+def policy_input(hist):
+    """The obs history (To entries, oldest first) as predict_action's batch of one."""
+    if isinstance(hist[0], dict):
+        return {key: np.stack([h[key] for h in hist])[None] for key in hist[0]}
+    return np.stack(hist)[None]
+
+
+def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None, camera=None):
     """One episode of ticks at cfg.hz until success, the time limit or t_end_s.
     Adds to lat (seconds per stage) and counts (ticks, missed, skipped) in place, and a rendered
-    frame per policy step to frames, if a list.
+    frame per policy step to frames, if a list. With a camera (a pixel policy), policy step j's
+    observation is the first frame stamped at or after the step's state, with the arms' pose of
+    that state; a chunk due before that frame has come waits for it, the arms holding meanwhile.
+    A step that begins while the last step's frame is still awaited adds no observation of its own.
     Returns (outcome, fault): outcome 'success', 'timeout', 'unfinished' or 'fault'."""
     dt_s, dt_policy_s = 1.0 / cfg.hz, 1.0 / POLICY_HZ
     spin_s = min(cfg.spin_s, dt_s / 4)  # never spin a whole tick: a SCHED_FIFO spinner gets throttled
@@ -338,6 +533,7 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
     hist, chunk, chunk_j0, j_last = [], None, 0, -1
     w_from = w_to = None          # the segment being interpolated: targets of steps j-1 and j
     state, k, t0_s = None, 0, time.monotonic()
+    pending = obs_stamp_s = e2e_from_s = None  # pending: (stamp, agent_pos) of the step waiting for its frame
     try:
         while True:
             t_a = time.monotonic()
@@ -348,6 +544,13 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
             t_c = time.monotonic()
             lat["state_read"].append(t_c - t_b)
             fault = safety.check_state(state, t_c)
+            if camera is not None and not fault:
+                newest = camera.frame()
+                if pending is not None and t_c - pending[0] > cfg.camera_timeout_s:  # the step's frame is late
+                    error = camera.stats().get("error")
+                    fault = (f"stale camera frame: none of the policy step's state {(t_c - pending[0]) * 1e3:.0f} ms "
+                             f"on, the newest {(t_c - newest[0]) * 1e3:.0f} ms old (timeout "
+                             f"{cfg.camera_timeout_s * 1e3:.0f} ms)" + (f"; the camera failed: {error}" if error else ""))
             if fault:
                 return "fault", fault
             j = int(k * dt_s / dt_policy_s + 1e-9)                 # policy step this tick falls in
@@ -365,9 +568,17 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
                 w_from = Safety.hold(state) if w_to is None else w_to
                 i = j - chunk_j0
                 w_to = chunk[i].reshape(N_ARMS, 4) if chunk is not None and i < Ta else None
-                if state["obs"] is not None:                       # history at the policy rate, (To, Do)
-                    hist = (hist or [state["obs"]] * To)[1:] + [state["obs"]]
+                if camera is not None:                             # pixels: the obs comes with the frame
+                    if pending is None:                            # (a camera still busy with the last is not rushed)
+                        camera.request(state["stamp_s"])
+                        pending = (state["stamp_s"], agent_pos(state))
+                elif state["obs"] is not None:                     # history at the policy rate, (To, Do)
+                    hist, obs_stamp_s = (hist or [state["obs"]] * To)[1:] + [state["obs"]], state["stamp_s"]
                 j_last = j
+            if pending is not None and newest[0] >= pending[0]:    # this step's frame has come
+                lat["camera"].append(t_c - newest[0])
+                obs = {"image": newest[1], "agent_pos": pending[1]}
+                hist, obs_stamp_s, pending = (hist or [obs] * To)[1:] + [obs], pending[0], None
             frac = k * dt_s / dt_policy_s - j                      # position within step j, [0, 1)
             target = w_from if w_to is None else w_from + (w_to - w_from) * frac
             target, fault = safety.filter(target)
@@ -376,12 +587,15 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
             robot.command(target)
             t_d = time.monotonic()
             lat["command"].append(t_d - t_c)
-            if w_to is None:  # next chunk, from the obs of this tick: after the command, before the next tick
+            if e2e_from_s is not None:                             # the first command of a new chunk
+                lat["end_to_end"].append(t_d - e2e_from_s)
+                e2e_from_s = None
+            if w_to is None and pending is None:  # next chunk, from this step's obs: after the command, before the next tick
                 if policy is None:
                     w_to = w_from                                  # dry run: hold
                 else:
-                    chunk = policy.predict_action(np.stack(hist)[None])[0, policy.executed]  # (Ta, Da)
-                    chunk_j0, w_to = j, chunk[0].reshape(N_ARMS, 4)
+                    chunk = policy.predict_action(policy_input(hist))[0, policy.executed]  # (Ta, Da)
+                    chunk_j0, w_to, e2e_from_s = j, chunk[0].reshape(N_ARMS, 4), obs_stamp_s
                     lat["inference"].append(time.monotonic() - t_d)
             # ---- absolute deadlines: tick k must end by t0 + (k + 1) dt
             k += 1
@@ -405,13 +619,21 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None):
             robot.command(Safety.hold(state))
 
 
-def run(cfg, robot, policy=None):
-    """Run episodes at cfg.hz for cfg.duration_s; stop both arms whatever happens; return stats."""
+def run(cfg, robot, policy=None, camera=None):
+    """Run episodes at cfg.hz for cfg.duration_s; stop both arms (and close the camera) whatever happens; return
+    stats. A pixel policy needs a camera (SimCamera, ThreadCamera) whose frames have its image shape."""
+    pixels = getattr(policy, "obs_mode", "state") == "pixels"
+    if pixels != (camera is not None):
+        raise ValueError("a pixel policy needs a camera, and only a pixel policy uses one")
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     if policy is not None:  # warm up: the first calls allocate
+        To = policy.n_obs_steps
+        obs = ({"image": np.zeros((1, To, *policy.image_shape), np.uint8),
+                "agent_pos": np.zeros((1, To, AGENT_POS_DIM), np.float32)} if pixels
+               else np.zeros((1, To, OBS_DIM), np.float32))
         for _ in range(20):
-            policy.predict_action(np.zeros((1, policy.n_obs_steps, OBS_DIM), np.float32))
+            policy.predict_action(obs)
     lat = {s: [] for s in LATENCY_KEYS}
     totals = dict(ticks=0, missed=0, skipped=0, paused_s=0.0)  # paused_s: rendering --video frames
     safety = Safety(cfg, 1.0 / cfg.hz, robot.joint_lower, robot.joint_upper)
@@ -426,9 +648,16 @@ def run(cfg, robot, policy=None):
             t_s = time.monotonic()
             seed, frames = envs.eval_seed(cfg.seed, len(outcomes)), [] if len(outcomes) < cfg.video else None
             robot.reset(seed)                                      # between episodes: off the clock
+            if camera is not None:
+                try:
+                    camera.reset(seed)
+                except RuntimeError as e:
+                    fault = f"camera: {e}"
+                    break
             reset_s += time.monotonic() - t_s
             safety.reset()
-            outcome, fault = run_episode(cfg, robot, policy, safety, lat, totals, t_end_s + totals["paused_s"], frames)
+            outcome, fault = run_episode(cfg, robot, policy, safety, lat, totals, t_end_s + totals["paused_s"], frames,
+                                         camera)
             outcomes.append(outcome)
             if frames:
                 envs.write_video(os.path.join(cfg.video_dir, envs.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
@@ -439,6 +668,8 @@ def run(cfg, robot, policy=None):
         outcomes.append("interrupted")
     finally:
         robot.stop()
+        if camera is not None:
+            camera.close()
         if rt_priority:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     elapsed_s = time.monotonic() - t_start_s
@@ -451,7 +682,7 @@ def run(cfg, robot, policy=None):
         achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - reset_s - totals["paused_s"]),
         video_render_s=round(totals["paused_s"], 2),
         latency_ms={s: _percentiles(lat[s]) for s in LATENCY_KEYS}, inference_calls=len(lat["inference"]),
-        safety_clips=safety.clips, fault=fault,
+        safety_clips=safety.clips, fault=fault, camera=None if camera is None else camera.stats(),
         episodes=n_done, successes=n_success, success_rate=n_success / n_done if n_done else None,
         ci95=envs.wilson_interval(n_success, n_done), episodes_unfinished=len(outcomes) - n_done,
         sim_lag_s=round(getattr(robot, "lag_s", 0.0), 4), load_avg_1m=[round(load_start, 2), round(os.getloadavg()[0], 2)],
@@ -481,22 +712,39 @@ def print_stats(st):
 
 def main(argv=None):
     cfg = parse(sys.argv[1:] if argv is None else argv)
-    policy = None
+    policy = camera = None
     if not cfg.dry_run:  # check the checkpoint before any arm moves
         if not cfg.ckpt:
             sys.exit("error: --ckpt PATH is required (or --dry-run to hold position without a policy)")
-        if cfg.backend == "ur":
-            sys.exit("error: the policy observes the bar, which the ur backend cannot sense: use --dry-run, "
-                     "or call robot.run(cfg, URBackend(cfg, object_obs=...), policy) from your code")
         try:
-            policy = dbp.NumpyPolicy(load_policy(cfg.ckpt))
+            policy = load_policy(cfg.ckpt)
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
+        views = len(cfg.camera.split(",")) if cfg.backend == "ur" else len(envs.BimanualEnv.CAMERAS)
+        if policy.obs_mode == "state":
+            if cfg.backend == "ur":
+                sys.exit("error: this state policy observes the bar, which the ur backend cannot sense: use a pixel "
+                         "checkpoint with --camera, --dry-run, or robot.run(cfg, URBackend(cfg, object_obs=...), policy)")
+            policy = dbp.NumpyPolicy(policy)
+        elif cfg.backend == "ur" and not cfg.camera:
+            sys.exit("error: a pixel checkpoint on --backend ur needs --camera (OpenCV device indices)")
+        elif cfg.backend == "sim" and policy.image_shape != (views, 3, *envs.SimConfig().camera_hw):
+            sys.exit(f"error: {cfg.ckpt} takes images {policy.image_shape}; the sim's cameras give "
+                     f"{(views, 3, *envs.SimConfig().camera_hw)}")
+        elif policy.image_shape[0] != views:
+            sys.exit(f"error: {cfg.ckpt} takes {policy.image_shape[0]} camera view(s); --camera names {views}")
     try:
         robot = SimBackend(cfg) if cfg.backend == "sim" else URBackend(cfg)
     except (ImportError, ValueError, RuntimeError) as e:  # ur_rtde missing, bad IPs, no connection
         sys.exit(f"error: cannot start the {cfg.backend} backend: {e}")
-    stats = run(cfg, robot, policy)
+    if getattr(policy, "obs_mode", "state") == "pixels":
+        try:
+            camera = SimCamera(robot) if cfg.backend == "sim" else ThreadCamera(
+                opencv_grab([int(i) for i in cfg.camera.split(",")], policy.image_shape[2:]), f"opencv {cfg.camera}")
+        except (ImportError, RuntimeError) as e:  # opencv-python missing, a device that does not open
+            robot.stop()
+            sys.exit(f"error: cannot start the camera: {e}")
+    stats = run(cfg, robot, policy, camera)
     print_stats(stats)
     if cfg.stats_json:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.stats_json)), exist_ok=True)

@@ -811,6 +811,53 @@ def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
     assert len(x) == 10 and len(policy.obs_shapes) == 3 and policy.obs_shapes[0] == (1, 2, 14)  # steps 0, 2, 4
 
 
+def _robot_pixel_policy(hw=(32, 32)):
+    """An untrained pixel policy with the robot's layout: agent_pos 8, action 8, one camera."""
+    torch.manual_seed(0)
+    cfg = dbp.DBPConfig(obs="pixels", horizon=16, n_obs_steps=2, n_action_steps=8, hidden_dim=32, n_blocks=1,
+                        crop=hw[0] - 4, encoder_channels=8, image_features=8)
+    policy = dbp.DBPPolicy(8, 8, cfg, image_shape=(1, 3, *hw))
+    pos, act = _robot_state()["obs"][:8] + np.array([0.5, -0.15, 0.2, 0.04, 0.5, 0.15, 0.2, 0.04]), _target().ravel()
+    policy.normalizer.fit(pos + 0.02 * torch.randn(64, 2, 8).numpy(), act + 0.02 * torch.randn(64, 16, 8).numpy())
+    return policy.eval()
+
+
+def _grab_until(seconds, fail=None):
+    """A camera that gives frames for `seconds`, then hangs (fail None) or raises fail."""
+    t_end_s = robot.time.monotonic() + seconds
+
+    def grab():
+        robot.time.sleep(0.01)
+        if robot.time.monotonic() > t_end_s:
+            if fail:
+                raise fail
+            robot.time.sleep(60)
+        return np.zeros((1, 3, 32, 32), np.uint8)
+    return grab
+
+
+@pytest.mark.parametrize("fail, message", [(None, "stale camera frame"), (OSError("USB unplugged"), "USB unplugged")])
+def test_a_stale_camera_frame_stops_the_loop(fail, message):
+    arms, policy = FakeArms(spoil=None, after=10 ** 9), _robot_pixel_policy()
+    camera = robot.ThreadCamera(_grab_until(1.0, fail))
+    stats = robot.run(robot.RobotConfig(hz=100.0, duration_s=5.0, camera_timeout_s=0.1), arms, policy, camera)
+    assert message in stats["fault"] and "stale camera frame" in stats["fault"] and arms.stopped
+    assert stats["duration_s"] < 1.5 and stats["inference_calls"] >= 1         # it ran on frames, then stopped
+    assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))   # last command: hold where the arms were
+    assert stats["latency_ms"]["camera"]["n"] >= 5 and stats["camera"]["frames"] >= 20
+
+
+def test_a_pixel_policy_waits_for_each_steps_frame_and_needs_a_camera():
+    arms, policy = FakeArms(spoil=None, after=10 ** 9), _robot_pixel_policy()
+    with pytest.raises(ValueError, match="pixel policy needs a camera"):
+        robot.run(robot.RobotConfig(duration_s=0.5), arms, policy)
+    stats = robot.run(robot.RobotConfig(hz=100.0, duration_s=1.0), arms, policy, robot.ThreadCamera(_grab_until(10)))
+    assert stats["fault"] is None and stats["inference_calls"] == 2            # policy steps 0 and 8
+    cam, e2e = stats["latency_ms"]["camera"], stats["latency_ms"]["end_to_end"]
+    assert cam["n"] == 10 and cam["max"] < 50 and e2e["n"] == 2                # one frame per policy step
+    assert stats["camera"]["source"] == "callable" and stats["camera"]["shape"] == [1, 3, 32, 32]
+
+
 # ----------------------------------------------------------------------------- runs
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
@@ -847,6 +894,38 @@ def test_video_run_writes_a_gif_per_episode_and_keeps_its_deadlines(tiny_ckpt, t
     assert video.name == "bimanual_seed0_unfinished.gif"               # 1 s of a 6 s episode
     frames = gif_frames(video)
     assert len(frames) >= 5 and frames[0].shape == (240, 320, 3)       # one per policy step (10 Hz)
+
+
+def test_pixel_checkpoint_drives_the_sim_from_its_rendered_cameras(tmp_path):
+    path, out = str(tmp_path / "px.pt"), str(tmp_path / "stats.json")
+    dbp.save_checkpoint(path, _robot_pixel_policy(hw=(64, 64)), task="bimanual")
+    assert robot.main(["--ckpt", path, "--duration-s", "2.0", "--stats-json", out]) == 0
+    stats = json.load(open(out))
+    assert stats["fault"] is None and stats["inference_calls"] >= 2 and stats["camera"]["frames"] >= 5
+    assert stats["camera"]["shape"] == [1, 3, 64, 64] and stats["camera"]["render_ms"]["p50"] > 0
+    assert stats["latency_ms"]["camera"]["n"] >= 5 and stats["latency_ms"]["end_to_end"]["n"] >= 2
+    assert stats["latency_ms"]["end_to_end"]["p50"] >= stats["latency_ms"]["camera"]["p50"]  # frame, then inference
+    small = str(tmp_path / "px32.pt")
+    dbp.save_checkpoint(small, _robot_pixel_policy(hw=(32, 32)), task="bimanual")
+    for args, message in [(["--ckpt", small], "takes images (1, 3, 32, 32); the sim's cameras give (1, 3, 64, 64)"),
+                          (["--ckpt", path, "--backend", "ur", "--ur-ips", "a,b"], "needs --camera"),
+                          (["--ckpt", path, "--backend", "ur", "--camera", "0,1"], "takes 1 camera view(s); --camera names 2")]:
+        with pytest.raises(SystemExit) as e:
+            robot.main(args)
+        assert message in str(e.value.code)
+    with pytest.raises(SystemExit):  # the sim renders its own: --camera is a ur flag
+        robot.parse(["--camera", "0"])
+
+
+def test_scene_pose_mirrors_a_scene_to_the_same_image():
+    a, b = (envs.make_env("bimanual", obs_mode="pixels").unwrapped for _ in range(2))
+    a.reset(seed=3)
+    b.reset(seed=4)
+    for _ in range(5):
+        a.step(a.action_space.sample())
+    assert not np.array_equal(a.camera_images(), b.camera_images())
+    b.set_scene_pose(a.scene_pose())
+    assert np.array_equal(a.camera_images(), b.camera_images())
 
 
 def test_dry_run_holds_without_a_policy(tmp_path):
@@ -910,8 +989,9 @@ def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(t
             assert set(b["chunk_modes"]) == {"left", "right", "between"} and abs(sum(b["chunk_modes"].values()) - 1) < 1e-6
         assert r["best_step"] in (100, 200, 300) and r["by_step"][-1]["train_seconds"] > r["by_step"][0]["train_seconds"] > 0
         assert 0 < r["latency_p50_ms_1thread"] <= r["latency_p99_ms_1thread"]
-        assert 0 < r["latency_p50_ms_default"] <= r["latency_p99_ms_default"]
+        assert 0 < r["latency_p50_ms_default"] <= r["latency_p99_ms_default"] and r["train_ms_per_step_1thread"] > 0
     ddpm = task["methods"]["dp-mlp-ddpm20"]
+    assert ddpm["train_ms_per_step_1thread"] == task["methods"]["dp-mlp-ddim5"]["train_ms_per_step_1thread"]
     assert ddpm["by_step"][-1]["train_seconds"] == task["methods"]["dp-mlp-ddim5"]["by_step"][-1]["train_seconds"]  # one model
     assert ddpm["latency_over_dbp_1thread"] > 2, ddpm       # 20 NFE against 1; loose, as the machine may be loaded
     assert "| push | DBP | 1 |" in run.stdout and "latency at batch 1" in run.stdout
@@ -1250,6 +1330,15 @@ def test_paper_preset_sets_the_papers_coefficients_and_flags_still_apply():
     assert (cfg.clip_coef, cfg.std_init, cfg.actor_lr, cfg.anchor_over_chunk) == (0.1, 0.1, 3e-5, False)
     with pytest.raises(SystemExit, match="--preset best: must be '' or one of \\['paper'\\]"):
         train.parse(["--stage", "dbpo", "--preset", "best"])
+
+
+def test_pixels_bring_their_own_step_defaults_and_flags_still_apply():
+    _, cfg, _ = train.parse(["--obs", "pixels"])
+    assert (cfg.steps, cfg.warmup_steps, cfg.eval_every) == (6000, 300, 2000)
+    _, cfg, _ = train.parse(["--obs", "pixels", "--steps", "100"])
+    assert (cfg.steps, cfg.warmup_steps) == (100, 300)
+    _, cfg, _ = train.parse([])
+    assert (cfg.obs, cfg.steps, cfg.warmup_steps, cfg.eval_every) == ("state", 15000, 500, 5000)
 
 
 def test_train_dbpo_finds_the_default_stage1_run_and_checks_the_task(tmp_path, monkeypatch):

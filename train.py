@@ -2,6 +2,7 @@
 
     python train.py --stage pretrain                 # DBP from scripted demos, default task
     python train.py --stage pretrain --task lift --demos 200 --steps 30000
+    python train.py --stage pretrain --obs pixels    # from a 64x64 camera and the arms' pose, no object state
     python train.py --stage pretrain --out runs/x --resume    # continue an interrupted run
     python train.py --stage dbpo                     # stage 2: PPO fine-tuning of runs/pretrain-push-s0
     python train.py --stage dbpo --preset paper      # ... with the paper's coefficients
@@ -72,16 +73,20 @@ class RunConfig(EvalConfig):
 class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig):
     """Stage 1: DBP from demonstrations; the policy and drift-loss fields come from dbp.DBPConfig."""
     task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}")
-    steps: int = option(15000, "gradient steps", ge=1)
+    steps: int = option(15000, "gradient steps (6000 with --obs pixels)", ge=1)
     batch_size: int = option(128, "observations per batch (B); each gets n_samples (G) generated chunks, so a step "
                              "runs the generator on B*G samples", ge=1)
     lr: float = option(3e-4, "AdamW peak learning rate (cosine schedule after warmup)", gt=0.0)
     weight_decay: float = option(1e-6, "AdamW weight decay", ge=0.0)
-    warmup_steps: int = option(500, "linear learning-rate warmup steps", ge=0)
+    warmup_steps: int = option(500, "linear learning-rate warmup steps (300 with --obs pixels)", ge=0)
     grad_clip: float = option(10.0, "gradient-norm clip", gt=0.0)
     eval_every: int = option(5000, "steps between periodic evaluations (of eval_episodes_periodic episodes) and "
-                             "checkpoints", ge=1)
+                             "checkpoints (2000 with --obs pixels)", ge=1)
     eval_episodes_periodic: int = option(10, "episodes per periodic evaluation", ge=1)
+
+
+# --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
+PIXEL_DEFAULTS = dict(steps=6000, warmup_steps=300, eval_every=2000)
 
 
 @dataclass
@@ -511,6 +516,8 @@ def parse(argv):
         return "plot", given["plot"], {}
     if given.get("preset") in dbpo.PRESETS:
         given = {**dbpo.PRESETS[given["preset"]], **given}
+    if stage == "pretrain" and given.get("obs") == "pixels":
+        given = {**PIXEL_DEFAULTS, **given}
     cfg = dbp.build_config(STAGES[stage], given)
     return stage, cfg, {k: getattr(cfg, k) for k in given}
 
