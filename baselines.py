@@ -160,7 +160,7 @@ class DiffusionPolicy(ChunkBaseline):
         """Ho et al. 2020, eq. 14: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2."""
         c, nact = self.normalized(obs, actions)
         noise = torch.randn_like(nact)
-        t = torch.randint(0, self.schedulers["ddpm"].config.num_train_timesteps, (len(c),))
+        t = torch.randint(0, self.schedulers["ddpm"].config.num_train_timesteps, (len(c),), device=c.device)
         return F.mse_loss(self.eps(self.schedulers["ddpm"].add_noise(nact, noise, t), t, c), noise), {}
 
     def sample(self, c):
@@ -168,7 +168,7 @@ class DiffusionPolicy(ChunkBaseline):
         scheduler.set_timesteps(self.n_steps)
         nx = self.noise(c)
         for t in scheduler.timesteps:
-            nx = scheduler.step(self.eps(nx, t.expand(len(c)), c), t, nx).prev_sample
+            nx = scheduler.step(self.eps(nx, t.expand(len(c)).to(c.device), c), t, nx).prev_sample
         return nx
 
 
@@ -191,14 +191,14 @@ class FlowPolicy(ChunkBaseline):
 
     def compute_loss(self, obs, actions):
         c, x1 = self.normalized(obs, actions)
-        x0, t = torch.randn_like(x1), torch.rand(len(c))
+        x0, t = torch.randn_like(x1), torch.rand(len(c), device=c.device)
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1
         return F.mse_loss(self.velocity(xt, t, c), x1 - x0), {}
 
     def sample(self, c):
         x, dt = self.noise(c), 1.0 / self.n_steps
         for i in range(self.n_steps):
-            x = x + dt * self.velocity(x, torch.full((len(c),), i * dt), c)
+            x = x + dt * self.velocity(x, torch.full((len(c),), i * dt, device=c.device), c)
         return x
 
 
@@ -230,13 +230,13 @@ class ShortcutPolicy(FlowPolicy):
         B, n_sc = len(c), round(self.consistency_fraction * len(c))
         x0 = torch.randn_like(x1)
         # jumps: d = 2^-j for j = 1..log_m, target step 2d; t on the grid of 2d-steps
-        log_n2 = torch.randint(0, self.log_m, (n_sc,))                  # log2 of 1/(2d): 2d = 1 ... 2/M
+        log_n2 = torch.randint(0, self.log_m, (n_sc,), device=c.device)  # log2 of 1/(2d): 2d = 1 ... 2/M
         two_d = 2.0 ** -log_n2.float()
-        t_sc = torch.floor(torch.rand(n_sc) / two_d) * two_d
+        t_sc = torch.floor(torch.rand(n_sc, device=c.device) / two_d) * two_d
         # flow matching at the smallest step, t ~ U[0, 1]
-        t = torch.cat([t_sc, torch.rand(B - n_sc)])
+        t = torch.cat([t_sc, torch.rand(B - n_sc, device=c.device)])
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1
-        log_n = torch.cat([log_n2, torch.full((B - n_sc,), self.log_m)])
+        log_n = torch.cat([log_n2, torch.full((B - n_sc,), self.log_m, device=c.device)])
         with torch.no_grad():
             d, x_sc, c_sc, ln = (two_d / 2)[:, None], xt[:n_sc], c[:n_sc], log_n2 + 1
             s1 = self.shortcut(x_sc, t_sc, ln, c_sc)
@@ -246,9 +246,9 @@ class ShortcutPolicy(FlowPolicy):
 
     def sample(self, c):
         x, dt = self.noise(c), 1.0 / self.n_steps
-        log_n = torch.full((len(c),), int(math.log2(self.n_steps)))
+        log_n = torch.full((len(c),), int(math.log2(self.n_steps)), device=c.device)
         for i in range(self.n_steps):
-            x = x + dt * self.shortcut(x, torch.full((len(c),), i * dt), log_n, c)
+            x = x + dt * self.shortcut(x, torch.full((len(c),), i * dt, device=c.device), log_n, c)
         return x
 
 

@@ -40,7 +40,7 @@ MODELS = ("dbp", "dp-unet", "dp-mlp", "flow", "shortcut", "mse")  # trained mode
 
 
 @dataclass
-class BenchConfig(train.EvalConfig, train.DemoConfig):
+class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
     """The benchmark; demos and evaluation episodes as in train.py."""
     tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
     models: str = option(",".join(MODELS), f"comma-separated models to train, from {list(MODELS)}; each is evaluated "
@@ -134,18 +134,22 @@ def recipe(task, seed, cfg):
 
 
 def trainer(model, obs, actions, pcfg, cfg):
-    """A fresh policy of a model kind and its training -> (EMA of it, step(batch indices)): AdamW and DBP's lr
-    schedule (pcfg), the same for every model."""
+    """A fresh policy of a model kind on cfg.device and its training -> (EMA of it, step(batch indices)): AdamW and
+    DBP's lr schedule (pcfg), the same for every model; the windows are copied to the device."""
+    device = dbp.resolve_device(cfg.device)
     policy = build(model, obs, actions, pcfg, cfg)
+    pos, pos_w = policy.positives(obs, actions) if model == "dbp" else (None, None)
+    policy, obs, actions = policy.to(device), train.to_device(obs, device), actions.to(device)
     if model == "dbp":
-        pos, pos_w = policy.positives(obs, actions)
+        pos, pos_w = pos.to(device), pos_w.to(device)
         loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i], pos[i], pos_w[i])
     else:
         loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i])
     ema = dbp.EMA(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay, fused=True)
+    opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay,
+                            fused=device.type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(pcfg))
-    return ema, lambda idx: train.optimizer_step(policy, loss_fn(idx)[0], opt, sched, ema, pcfg.grad_clip)
+    return ema, lambda idx: train.optimizer_step(policy, loss_fn(idx.to(device))[0], opt, sched, ema, pcfg.grad_clip)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -160,7 +164,7 @@ def chunk_modes(policy, demo, obs, actions, mode_names, seed):
     m0, m1 = first[modes == 0].mean(0), first[modes == 1].mean(0)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        x = torch.as_tensor(policy.predict_action(train.take(obs, starts))).flatten(1)  # (E, Th*Da) generated
+        x = torch.as_tensor(policy.predict_action(train.take(obs, starts))).cpu().flatten(1)  # (E, Th*Da) generated
     s = (x - m0) @ (m1 - m0) / (m1 - m0).pow(2).sum()
     return {mode_names[0]: (s < 1 / 3).float().mean().item(), mode_names[1]: (s > 2 / 3).float().mean().item(),
             "between": ((s >= 1 / 3) & (s <= 2 / 3)).float().mean().item()}
@@ -196,6 +200,7 @@ def run_cell(job):
         print(f"  {task} {model} seed {seed}: step {target} ({train_s / 60:.1f} min), "
               + ", ".join(f"{n} {r['success_rate']:.2f}" for n, r in row["methods"].items()), flush=True)
     return dict(task=task, model=model, seed=seed, settings={k: getattr(cfg, k) for k in CELL_FIELDS},
+                device=str(dbp.resolve_device(cfg.device)),
                 n_demos=len(demo["episode_ends"]), n_windows=len(actions), wall_seconds=round(time.perf_counter() - t_cell, 1),
                 evaluations=evaluations)
 
@@ -244,7 +249,7 @@ def latencies(task, cfg, names):
         torch.manual_seed(0)
         if model not in step_ms:
             step_ms[model] = train_ms_per_step(model, obs, actions, pcfg, cfg)
-        policy = build(model, obs, actions, pcfg, cfg)
+        policy = build(model, obs, actions, pcfg, cfg).to(dbp.resolve_device(cfg.device))
         policy = (policy if use is None else policy.use(*use)).eval()
         out[name] = dict(train_ms_per_step_1thread=step_ms[model])
         for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):

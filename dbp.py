@@ -131,6 +131,35 @@ class SeedConfig(Config):
                        "resets (0-99 keep demo and evaluation resets disjoint)", ge=0, le=99)
 
 
+def resolve_device(name):
+    """--device -> torch.device: 'auto' is cuda when one is available, else cpu; 'cpu', 'cuda', 'cuda:N', 'mps'.
+    A device this machine lacks is a ValueError that says what it has."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps") from None
+    have = {"cpu": True, "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+            "mps": torch.backends.mps.is_available()}
+    if not have.get(device.type, False):
+        cuda = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        raise ValueError(f"not available here ({cuda}, MPS {'available' if have['mps'] else 'not available'})")
+    return device
+
+
+@dataclass
+class DeviceConfig(Config):
+    device: str = option("auto", "where the networks run: auto (cuda if available, else cpu), cpu, cuda, cuda:N or "
+                         "mps; checkpoints load on any device")
+
+    def check(self):
+        try:
+            resolve_device(self.device)
+        except ValueError as e:
+            raise ConfigError("device", self.device, str(e)) from None
+
+
 @dataclass
 class DBPConfig(Config):
     """The policy and its drift loss (ALGORITHM.md section 1); train.py's stage config inherits it."""

@@ -149,9 +149,9 @@ class DBPOAgent(nn.Module):
         return [p for p in self.policy.parameters() if p.requires_grad] + list(self.log_std.parameters())
 
     def make_buffer(self, T, N):
-        """An empty rollout buffer for T decisions from N envs, sized for this agent."""
+        """An empty rollout buffer for T decisions from N envs, sized for this agent, on its device."""
         p = self.policy
-        return RolloutBuffer(T, N, p.net.cond[0].in_features, self.L, self.Ta * p.action_dim)
+        return RolloutBuffer(T, N, p.net.cond[0].in_features, self.L, self.Ta * p.action_dim, self.log_std.weight.device)
 
     @torch.no_grad()
     def condition(self, obs):
@@ -205,20 +205,21 @@ class DBPOAgent(nn.Module):
         p = self.policy
         c = self.condition(obs)
         N = len(c)
-        z = torch.randn(N, self.L, generator=generator)                              # (N, L)
+        z = torch.randn(N, self.L, generator=generator).to(c.device)                 # (N, L), CPU stream on any device
         mu, std, _ = self.distribution(c, z)
-        na = mu + std * torch.randn(mu.shape, generator=generator)
+        na = mu + std * torch.randn(mu.shape, generator=generator).to(c.device)
         na = torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std)
         na = torch.minimum(torch.maximum(na, self.nact_low), self.nact_high)
         actions = p.normalizer.unnormalize_actions(na.reshape(N, self.Ta, p.action_dim))   # (N, Ta, Da)
         step = dict(c=c, z=z, na=na, logprob=self.log_prob(mu, std, na), value=self._value(c))
-        return actions.numpy(), step
+        return actions.cpu().numpy(), step
 
     def set_action_bounds(self, low, high):
         """Raw action bounds (Da,) of the env; sampled actions are clipped to them."""
         p = self.policy
         for buf, bound in ((self.nact_low, low), (self.nact_high, high)):
-            buf.copy_(p.normalizer.normalize_actions(torch.as_tensor(bound, dtype=torch.float32)).repeat(self.Ta))
+            bound = torch.as_tensor(bound, dtype=torch.float32, device=buf.device)
+            buf.copy_(p.normalizer.normalize_actions(bound).repeat(self.Ta))
 
     def recompute(self, c, z, na):
         """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,) and the anchor loss."""
@@ -250,18 +251,18 @@ class DBPOAgent(nn.Module):
 class RolloutBuffer:
     """T decisions from N envs: everything needed to recompute the likelihood (z included)."""
 
-    def __init__(self, T, N, cond_dim, noise_dim, act_dim):
+    def __init__(self, T, N, cond_dim, noise_dim, act_dim, device="cpu"):
         shapes = dict(c=(cond_dim,), z=(noise_dim,), na=(act_dim,), logprob=(), value=(), reward=(),
                       final_value=())
-        self.data = {k: torch.zeros(T, N, *s) for k, s in shapes.items()}
-        self.data.update(terminated=torch.zeros(T, N, dtype=torch.bool), truncated=torch.zeros(T, N, dtype=torch.bool))
+        self.data = {k: torch.zeros(T, N, *s, device=device) for k, s in shapes.items()}
+        self.data.update({k: torch.zeros(T, N, dtype=torch.bool, device=device) for k in ("terminated", "truncated")})
         self.T, self.N, self.t = T, N, 0
 
     def add(self, **step):
         assert self.t < self.T, "buffer full: call reset() after the update"
         assert set(step) == set(self.data), f"add() needs exactly {sorted(self.data)}; got {sorted(step)}"
         for k, v in step.items():
-            self.data[k][self.t] = torch.as_tensor(v, dtype=self.data[k].dtype)
+            self.data[k][self.t] = torch.as_tensor(v, dtype=self.data[k].dtype, device=self.data[k].device)
         self.t += 1
 
     def reset(self):
@@ -300,7 +301,7 @@ class SuccessReplay:
         out = []
         for mode in sorted(self.modes):
             data = self.modes[mode]
-            idx = torch.randint(len(data[0]), (k,), generator=generator)
+            idx = torch.randint(len(data[0]), (k,), generator=generator).to(data[0].device)
             out.append(tuple(x[idx] for x in data))
         return out
 
@@ -349,7 +350,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
     b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
     stats, stop = [], False
     for _ in range(cfg.update_epochs):
-        for mb in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
+        for mb in torch.randperm(B, generator=generator).to(b_advantages.device).split(cfg.minibatch_size):
             new_logprob, entropy, new_value, anchor = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb])
             log_ratio = new_logprob - b["logprob"][mb]                   # eq. (10), same stored z
             ratio = log_ratio.exp()

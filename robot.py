@@ -48,7 +48,7 @@ LATENCY_KEYS = ("state_read", "inference", "command", "physics", "tick",  # what
 
 
 @dataclass
-class RobotConfig(dbp.SeedConfig):  # seed: sim episode i resets with envs.eval_seed(seed, i), as in evaluation
+class RobotConfig(dbp.SeedConfig, dbp.DeviceConfig):  # seed: sim episode i resets with envs.eval_seed(seed, i), as in evaluation
     ckpt: str = option("", "checkpoint written by train.py (either stage) for the bimanual task")
     backend: str = option("sim", "'sim': the bimanual PyBullet task stepped in real time; 'ur': two UR arms "
                           "through ur_rtde (untested on hardware; see URBackend in robot.py)")
@@ -725,7 +725,7 @@ def main(argv=None):
             if cfg.backend == "ur":
                 sys.exit("error: this state policy observes the bar, which the ur backend cannot sense: use a pixel "
                          "checkpoint with --camera, --dry-run, or robot.run(cfg, URBackend(cfg, object_obs=...), policy)")
-            policy = dbp.NumpyPolicy(policy)
+            policy = dbp.NumpyPolicy(policy)                       # NumPy on the CPU: the fastest at batch 1
         elif cfg.backend == "ur" and not cfg.camera:
             sys.exit("error: a pixel checkpoint on --backend ur needs --camera (OpenCV device indices)")
         elif cfg.backend == "sim" and policy.image_shape != (views, 3, *envs.SimConfig().camera_hw):
@@ -733,6 +733,8 @@ def main(argv=None):
                      f"{(views, 3, *envs.SimConfig().camera_hw)}")
         elif policy.image_shape[0] != views:
             sys.exit(f"error: {cfg.ckpt} takes {policy.image_shape[0]} camera view(s); --camera names {views}")
+        if getattr(policy, "obs_mode", "state") == "pixels":              # a state policy runs in NumPy, on the CPU
+            policy.to(dbp.resolve_device(cfg.device))
     try:
         robot = SimBackend(cfg) if cfg.backend == "sim" else URBackend(cfg)
     except (ImportError, ValueError, RuntimeError) as e:  # ur_rtde missing, bad IPs, no connection

@@ -485,7 +485,7 @@ def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", "--obs", "pixels",
                           "--task", "lift", "--demos", "2", "--steps", "6", "--warmup-steps", "2", "--batch-size", "8",
                           "--eval-episodes", "1", "--hidden-dim", "32", "--n-blocks", "1", "--encoder-channels", "8",
-                          "--out", "px", "--demo-dir", str(tmp_path / "demos")],
+                          "--out", "px", "--demo-dir", str(tmp_path / "demos"), "--device", "cpu"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.load(open(tmp_path / "px" / "eval.json"))["n_episodes"] == 1
@@ -495,7 +495,8 @@ def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
     # stage 2 from the pixel policy: its encoder frozen, the envs render, the checkpoint stays a pixel policy
     dbpo_run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "dbpo", "--ckpt", "px/ckpt.pt",
                                "--iterations", "2", "--n-envs", "2", "--n-decisions", "4", "--eval-every", "1",
-                               "--eval-episodes", "1", "--critic-warmup-iters", "1", "--minibatch-size", "4", "--out", "rl"],
+                               "--eval-episodes", "1", "--critic-warmup-iters", "1", "--minibatch-size", "4", "--out", "rl",
+                               "--device", "cpu"],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert dbpo_run.returncode == 0, dbpo_run.stderr[-3000:]
     tuned = dbp.DBPPolicy.from_checkpoint(str(tmp_path / "rl" / "ckpt.pt"))
@@ -645,6 +646,19 @@ def test_every_numeric_flag_refuses_meaningless_values_in_one_line(parse, cls):
                 assert str(e.code).startswith(f"error: {flag} ") or str(e.code).startswith(f"error: argument {flag}")
                 assert "\n" not in str(e.code), e.code
     assert accepted == {a for a in MEANINGFUL if a[0] in {f.name for f in dataclasses.fields(cls)}}, accepted
+
+
+@pytest.mark.parametrize("parse", [lambda a: train.parse(["--stage", "pretrain", *a]),
+                                   lambda a: train.parse(["--stage", "dbpo", *a]), robot.parse, bench.parse])
+def test_device_flag_takes_what_this_machine_has_and_refuses_the_rest_in_one_line(parse):
+    assert dbp.resolve_device("cpu") == torch.device("cpu")
+    assert dbp.resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = parse(["--device", "cpu"])
+    assert (cfg[1] if isinstance(cfg, tuple) else cfg).device == "cpu"
+    with pytest.raises(SystemExit, match="^error: --device tpu: must be auto, cpu, cuda, cuda:N or mps$"):
+        parse(["--device", "tpu"])
+    with pytest.raises(SystemExit, match="error: --device cuda:99: not available here"):  # no machine has 100 GPUs
+        parse(["--device", "cuda:99"])
 
 
 @pytest.mark.parametrize("stage, cls", [("pretrain", train.PretrainConfig), ("dbpo", train.DBPOStageConfig)])
@@ -873,7 +887,7 @@ def tiny_ckpt(tmp_path_factory):
 
 def test_short_sim_run_writes_the_stats(tiny_ckpt, tmp_path):
     out = str(tmp_path / "stats.json")
-    assert robot.main(["--ckpt", tiny_ckpt, "--duration-s", "2.5", "--stats-json", out]) == 0
+    assert robot.main(["--ckpt", tiny_ckpt, "--duration-s", "2.5", "--stats-json", out, "--device", "cpu"]) == 0
     stats = json.load(open(out))
     assert stats["fault"] is None and not stats["dry_run"] and stats["hz"] == 100.0
     assert stats["ticks"] > 100 and 0 <= stats["deadline_met_fraction"] <= 1 and stats["achieved_hz"] > 0
@@ -973,7 +987,8 @@ QUICK_METHODS = {"dbp": 1, "dp-unet-ddpm20": 20, "dp-unet-ddim5": 5, "dp-mlp-ddp
 
 def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(tmp_path):
     path, out = tmp_path / "bench.json", tmp_path / "bq"
-    cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos")]
+    cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos"),
+           "--device", "cpu"]
     run = subprocess.run(cmd + ["--json", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.load(open(path))

@@ -70,7 +70,7 @@ class RunConfig(EvalConfig):
 
 
 @dataclass
-class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig):
+class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, dbp.DeviceConfig):
     """Stage 1: DBP from demonstrations; the policy and drift-loss fields come from dbp.DBPConfig."""
     task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}")
     steps: int = option(15000, "gradient steps (6000 with --obs pixels)", ge=1)
@@ -90,7 +90,7 @@ PIXEL_DEFAULTS = dict(steps=6000, warmup_steps=300, eval_every=2000)
 
 
 @dataclass
-class DBPOStageConfig(RunConfig, dbpo.DBPOConfig):
+class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, dbp.DeviceConfig):
     """Stage 2 run settings; the PPO coefficients come from dbpo.DBPOConfig."""
     ckpt: str = option("", "stage-1 (or DBPO) checkpoint to fine-tune ('': runs/pretrain-<task>-s<seed>/ckpt.pt, "
                        "where `--stage pretrain` with the same --task and --seed saves it)")
@@ -255,13 +255,22 @@ def make_policy(obs, actions, cfg):
     return policy
 
 
+def to_device(obs, device):
+    """Training windows (state, or the pixel dict) on a device."""
+    return {k: v.to(device) for k, v in obs.items()} if isinstance(obs, dict) else obs.to(device)
+
+
 def pretrain(cfg, ckpt):
     torch.manual_seed(cfg.seed)
+    device = dbp.resolve_device(cfg.device)
     demo, obs, actions = windows(cfg, cfg.task)                            # (N, To, Do) or the pixel dict, (N, Th, Da)
     policy = make_policy(obs, actions, cfg)
     pos, pos_w = policy.positives(obs, actions)                            # (N, K, Th, Da), (N, K)
+    policy, obs, actions, pos, pos_w = (policy.to(device), to_device(obs, device), actions.to(device), pos.to(device),
+                                        pos_w.to(device))                  # the windows live where the network does
     ema = dbp.EMA(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)  # fused: 5x faster on CPU
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=device.type in ("cpu", "cuda"))          # fused: 5x faster on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     sampler = torch.Generator().manual_seed(cfg.seed)
     step, seconds = 0, 0.0
@@ -273,21 +282,24 @@ def pretrain(cfg, ckpt):
         opt.load_state_dict(t["optimizer"])
         sched.load_state_dict(t["scheduler"])
         torch.set_rng_state(t["rng"])
+        if device.type == "cuda" and "cuda_rng" in t:                     # z is drawn on the device
+            torch.cuda.set_rng_state(t["cuda_rng"], device)
         sampler.set_state(t["sampler_rng"])
 
     def save():
         dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), ema.model, run_config=dataclasses.asdict(cfg),
                             task=cfg.task, train=dict(step=step, model=policy.state_dict(), ema_step=ema.step,
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=torch.get_rng_state(),
-                            sampler_rng=sampler.get_state(), train_seconds=run.seconds))
+                            sampler_rng=sampler.get_state(), train_seconds=run.seconds,
+                            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})))
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
     run = Run(cfg, "pretrain", keys, step, cfg.steps, seconds, save)
-    print(f"{cfg.task}: {len(demo['episode_ends'])} demos, {len(actions)} windows, obs "
+    print(f"{cfg.task} on {device}: {len(demo['episode_ends'])} demos, {len(actions)} windows, obs "
           + (f"images {tuple(obs['image'].shape[2:])} + agent_pos {obs['agent_pos'].shape[-1]}" if cfg.obs == "pixels"
              else f"dim {obs.shape[-1]}") + f", action dim {actions.shape[-1]}; run dir {cfg.out}")
     while step < cfg.steps and not run.interrupted:
-        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler)
+        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler).to(device)
         loss, info = policy.compute_loss(take(obs, i), actions[i], pos[i], pos_w[i])
         optimizer_step(policy, loss, opt, sched, ema, cfg.grad_clip)
         step += 1
@@ -353,7 +365,7 @@ def rollout(agent, vec, obs, buffer, generator, replay):
             for i in np.flatnonzero(done) if replay else ():
                 replay.end(i, final["success"][i], final["mode"][i])
             if truncated.any():  # bootstrap from the last observation of truncated episodes
-                final_value[truncated] = agent.value(envs.stack_obs(list(info["final_obs"][truncated])))
+                final_value[truncated] = agent.value(envs.stack_obs(list(info["final_obs"][truncated]))).cpu()
         n_steps += int(info["chunk_steps"][~done].sum())
         buffer.add(**step, reward=reward, terminated=terminated, truncated=truncated, final_value=final_value)
     return obs, n_steps, episodes
@@ -366,7 +378,8 @@ def finetune(cfg, ckpt, start=None):
     # 8 envs: a batch-8 forward took 168 ms instead of 3.5 ms).
     torch.set_num_threads(1)
     policy, task = start if ckpt is None else (dbp.DBPPolicy.from_checkpoint(ckpt), ckpt["task"])
-    agent = dbpo.DBPOAgent(policy, cfg)
+    device = dbp.resolve_device(cfg.device)
+    agent = dbpo.DBPOAgent(policy, cfg).to(device)
     To, Ta, N, T = policy.n_obs_steps, policy.n_action_steps, cfg.n_envs, cfg.n_decisions
     successes = dbpo.SuccessReplay(N, cfg.imitation_capacity) if cfg.imitation_coef > 0 else None
     optimizers, schedulers = dbpo.make_optimizers(agent, cfg, cfg.iterations)
@@ -418,7 +431,7 @@ def finetune(cfg, ckpt, start=None):
             "charts/SPS", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
             *[f"eval/mode_{name}" for name in envs.mode_names(task)], "minutes"]
     run = Run(cfg, "dbpo", keys, it, cfg.iterations, seconds, save)
-    print(f"{task}: fine-tuning {cfg.ckpt} with {N} envs x {T} decisions x Ta={Ta} steps per iteration; run dir {cfg.out}")
+    print(f"{task} on {device}: fine-tuning {cfg.ckpt} with {N} envs x {T} decisions x Ta={Ta} steps per iteration; run dir {cfg.out}")
     if it == 0:
         first, columns = evaluation()
         run.step(0, dict(iteration=0, env_steps=0, minutes=0.0, **columns), advance=False)
@@ -532,9 +545,10 @@ def resume_config(cfg, given):
     if not os.path.exists(ckpt_path):
         sys.exit(f"error: --resume given but there is no checkpoint at {ckpt_path}")
     ckpt = dbp.load_checkpoint(ckpt_path)
-    saved = dbp.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True))
+    free = {key: given[key] for key in ("device",) if key in given}  # may differ: a run moves between machines
+    saved = dbp.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True, **free))
     for key, value in given.items():
-        if key not in ("out", "resume", "video") and getattr(saved, key) != value:
+        if key not in ("out", "resume", "video", *free) and getattr(saved, key) != value:
             sys.exit(f"error: --{key.replace('_', '-')} {value!r} disagrees with the run being resumed ({getattr(saved, key)!r})")
     return saved, ckpt
 
