@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -196,17 +197,29 @@ class DBPConfig(Config):
 # The algorithm (ALGORITHM.md section 1). Everything but the final MSE is computed without
 # gradient: the target is stopgrad(x + V).
 
+def global_mean(x, group):
+    """Mean of x over the processes of a torch.distributed group (None: this process's x). Each process holds an
+    equal share of the batch, so the mean of their means is the whole batch's mean."""
+    if group is None:
+        return x
+    x = x.clone()
+    dist.all_reduce(x, group=group)
+    return x / dist.get_world_size(group)
+
+
 @torch.no_grad()
-def _drift_target(x, pos, pos_weights, temperatures):
+def _drift_target(x, pos, pos_weights, temperatures, group=None):
     """Drifted target for detached samples x (B, G, L) and positives pos (B, K, L).
 
     Returns (target, unit, force_rms): target (B, G, L) in scaled units (vectors / unit), the
     scale `unit` (a scalar tensor), and the raw RMS of each temperature's force, for logging.
+    group: the distributed group whose processes hold the other shares of the batch (None: this
+    process has it all); the normalizing statistics are then the whole batch's, all-reduced.
     """
     B, G, L = x.shape
     Y = torch.cat([x, pos], dim=1)                          # (B, G+K, L)
     d = torch.cdist(x, Y)                                   # (B, G, G+K)
-    s = d.mean().clamp_min(1e-8)                            # batch-global distance scale
+    s = global_mean(d.mean(), group).clamp_min(1e-8)        # batch-global distance scale
     unit = s / math.sqrt(L)                                 # vectors / unit -> per-dim RMS ~1
     nx, nY = x / unit, Y / unit
     nd = d / s
@@ -224,18 +237,21 @@ def _drift_target(x, pos, pos_weights, temperatures):
         S_pos = A_pos.sum(-1, keepdim=True)
         # eq. (3): F_i = sum_k A+_ik S-_i (y_k - x_i) - sum_j A-_ij S+_i (x_j - x_i); the x_i terms cancel
         force = (A_pos * S_neg) @ nY[:, G:] - (A_neg * S_pos) @ nx    # (B, G, L)
-        rms = force.pow(2).mean().sqrt()
+        rms = global_mean(force.pow(2).mean(), group).sqrt()
         force_rms.append(rms)
         V += force / rms.clamp_min(1e-12)                   # unit RMS per temperature
     return nx + V, unit, force_rms
 
 
-def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES):
+def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES, group=None):
     """Drifting loss, eq. (4): MSE between generated samples and their drifted, detached targets.
 
     gen (B, G, L) carries gradient; pos (B, K, L) are positives (data); pos_weights (B, K)
     scales how much each positive attracts (None = all 1). Returns (loss, force_rms): the loss
     value stays near a constant however good the fit, so log force_rms (one per temperature).
+    group: under data parallelism, the processes holding the batch's other (equal) shares; the
+    distance scale and force RMS are then the whole batch's, so P processes train the objective
+    of one process with the whole batch (a test compares the weights).
     """
     if gen.dim() != 3 or pos.dim() != 3 or gen.shape[0] != pos.shape[0] or gen.shape[2] != pos.shape[2]:
         raise ValueError(f"drift_loss expects gen (B, G, L) and pos (B, K, L); got {tuple(gen.shape)} and {tuple(pos.shape)}")
@@ -243,7 +259,7 @@ def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES):
         pos_weights = torch.ones(pos.shape[:2], dtype=pos.dtype, device=pos.device)
     if pos_weights.shape != pos.shape[:2]:
         raise ValueError(f"pos_weights must be (B, K) = {tuple(pos.shape[:2])}; got {tuple(pos_weights.shape)}")
-    target, unit, force_rms = _drift_target(gen.detach(), pos, pos_weights, temperatures)
+    target, unit, force_rms = _drift_target(gen.detach(), pos, pos_weights, temperatures, group)
     return F.mse_loss(gen / unit, target), force_rms
 
 
@@ -535,9 +551,10 @@ class DBPPolicy(nn.Module):
         nobs = self.normalizer.normalize_obs(torch.as_tensor(obs, dtype=torch.float32))
         return neighbor_positives(nobs, nobs, actions, self.cfg.k, self.cfg.bandwidth)
 
-    def compute_loss(self, obs, actions, pos_actions=None, pos_weights=None):
+    def compute_loss(self, obs, actions, pos_actions=None, pos_weights=None, noise=None, group=None):
         """obs (B, To, Do) (or the pixel dict), actions (B, Th, Da) raw; pos_actions (B, K, Th, Da) raw positives
-        (None = the recorded chunk alone, the paper's K = 1), pos_weights (B, K) or None.
+        (None = the recorded chunk alone, the paper's K = 1), pos_weights (B, K) or None; noise (B, G, Th, Da)
+        fixes the generator's z (None draws it); group: see drift_loss (data parallelism).
         Returns (loss, info) with info the per-temperature raw force RMS (the signal to log)."""
         Th, Da, G = self.horizon, self.action_dim, self.cfg.n_samples
         device = self.normalizer.obs_center.device
@@ -548,10 +565,11 @@ class DBPPolicy(nn.Module):
         pos_actions = check_shape("pos_actions", pos_actions, (B, None, Th, Da), device)
         if pos_weights is not None:
             pos_weights = check_shape("pos_weights", pos_weights, (B, pos_actions.shape[1]), device)
-        z = torch.randn(B, G, Th * Da, device=device)                                 # (B, G, L)
+        z = torch.randn(B, G, Th * Da, device=device) if noise is None else \
+            check_shape("noise", noise, (B, G, Th, Da), device).reshape(B, G, Th * Da)   # (B, G, L)
         ngen = self.net(z, c[:, None])                                                # (B, G, L)
         npos = self.normalizer.normalize_actions(pos_actions).reshape(B, -1, Th * Da)  # (B, K, L)
-        loss, force_rms = drift_loss(ngen, npos, pos_weights, self.cfg.temperatures)
+        loss, force_rms = drift_loss(ngen, npos, pos_weights, self.cfg.temperatures, group)
         return loss, {key: r.item() for key, r in zip(self.info_keys, force_rms)}
 
     # --- inference: exactly one network evaluation

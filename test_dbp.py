@@ -481,6 +481,34 @@ def _train(tmp_path, *args, **kw):
     return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
+    """Two gloo processes, each on its half of every global batch, the drift loss's statistics all-reduced:
+    after K steps the weights equal one process's on the whole batches, to float tolerance."""
+    args = ["--stage", "pretrain", *TINY, "--steps", "25", "--warmup-steps", "5", "--eval-episodes", "1",
+            "--demo-dir", str(tmp_path / "demos"), "--device", "cpu"]
+    one = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), *args, "--out", "one"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          os.path.join(HERE, "train.py"), *args, "--out", "two"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "x 2 processes" in two.stdout and two.stdout.count("success ") == 1       # rank 0 alone reports
+    a, b = (dbp.load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in ("one", "two"))
+    assert a["train"]["step"] == b["train"]["step"] == 25
+    for key in ("model", "optimizer"):
+        flat = lambda sd: [v for v in (sd["state"].values() if key == "optimizer" else [sd]) for v in v.values()
+                           if torch.is_tensor(v) and v.is_floating_point()]
+        pairs = list(zip(flat(a["train"][key]), flat(b["train"][key])))
+        assert pairs and all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in pairs), key
+    assert all(torch.allclose(x, y, rtol=1e-4, atol=1e-6) for x, y in zip(a["state_dict"].values(), b["state_dict"].values()))
+    assert all(v["exp_avg"].abs().sum() > 0 for v in a["train"]["optimizer"]["state"].values())  # it did train
+    odd = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          os.path.join(HERE, "train.py"), *args, "--batch-size", "15", "--out", "odd"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert odd.returncode != 0 and "error: --batch-size 15 must split evenly over the 2 processes" in odd.stderr
+
+
 def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", "--obs", "pixels",
                           "--task", "lift", "--demos", "2", "--steps", "6", "--warmup-steps", "2", "--batch-size", "8",

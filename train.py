@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import dbp
@@ -150,15 +152,18 @@ class Run:
     current step, save, exit with the command that resumes) and the final eval.json.
     done: steps (or iterations) already done; seconds: wall time already spent (resumed runs)."""
 
-    def __init__(self, cfg, stage, keys, done, total, seconds, save):
-        os.makedirs(cfg.out, exist_ok=True)
-        self.cfg, self.stage, self.save = cfg, stage, save
-        self.log_file, self.log = open_log(cfg.out, keys, done if cfg.resume else None)
+    def __init__(self, cfg, stage, keys, done, total, seconds, save, main=True):
+        self.cfg, self.stage, self.main = cfg, stage, main  # main: the process that writes (rank 0 under torchrun)
+        self.save = save if main else lambda: None
+        if main:
+            os.makedirs(cfg.out, exist_ok=True)
+            self.log_file, self.log = open_log(cfg.out, keys, done if cfg.resume else None)
         self.bar = tqdm(total=total, initial=done, desc=stage, unit="step" if stage == "pretrain" else "iter",
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, disable=not main)
         self.t0, self.last_save = time.time() - seconds, time.time()
-        self.interrupted = False  # set by Ctrl-C: the loop finishes its step and stops
-        signal.signal(signal.SIGINT, lambda *_: setattr(self, "interrupted", True))
+        self.interrupted = False  # set by Ctrl-C (torchrun: SIGTERM): the loop finishes its step and stops
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: setattr(self, "interrupted", True))
 
     @property
     def seconds(self):
@@ -167,6 +172,8 @@ class Run:
 
     def write(self, row):
         """Log a row; in stage 2 a row with an evaluation also redraws OUT/curve.png."""
+        if not self.main:
+            return
         self.log.writerow(row)
         self.log_file.flush()
         if self.stage == "dbpo" and "eval/success_rate" in row:
@@ -186,15 +193,22 @@ class Run:
     def end_loop(self):
         """After the loop: save; after Ctrl-C, exit with the command that continues the run."""
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         self.bar.close()
         self.save()
         if self.interrupted:
+            if not self.main:
+                sys.exit(1)                                  # rank 0 says it
             self.log_file.close()
-            sys.exit(f"interrupted; checkpoint saved; continue with: python train.py --stage {self.stage} "
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            launcher = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
+            sys.exit(f"interrupted; checkpoint saved; continue with: {launcher} train.py --stage {self.stage} "
                      f"--out {self.cfg.out} --resume")
 
     def finish(self, result, row, start=""):
         """Log the final row, write eval.json, print the result line (after `start`, if given)."""
+        if not self.main:
+            return result
         self.write(row)
         self.log_file.close()
         path = os.path.join(self.cfg.out, "eval.json")
@@ -260,10 +274,43 @@ def to_device(obs, device):
     return {k: v.to(device) for k, v in obs.items()} if isinstance(obs, dict) else obs.to(device)
 
 
+def distributed(device):
+    """Under torchrun (WORLD_SIZE > 1) join its process group: nccl on CUDA (each process on cuda:LOCAL_RANK),
+    gloo otherwise. Returns (rank, world size, group or None, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, None, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, dist.group.WORLD, device
+
+
+class LossOf(torch.nn.Module):
+    """A policy's compute_loss as forward(), so DistributedDataParallel averages the gradients of its
+    backward over the processes; the drift loss all-reduces its batch statistics over `group` itself."""
+
+    def __init__(self, policy, group):
+        super().__init__()
+        self.policy, self.group = policy, group
+
+    def forward(self, *args):
+        return self.policy.compute_loss(*args, group=self.group)
+
+
 def pretrain(cfg, ckpt):
     torch.manual_seed(cfg.seed)
-    device = dbp.resolve_device(cfg.device)
+    rank, world, group, device = distributed(dbp.resolve_device(cfg.device))
+    if cfg.batch_size % world:
+        sys.exit(f"error: --batch-size {cfg.batch_size} must split evenly over the {world} processes")
+    share = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)   # of every global batch
+    if rank > 0:
+        dist.barrier()                                                     # rank 0 writes the demo file first
     demo, obs, actions = windows(cfg, cfg.task)                            # (N, To, Do) or the pixel dict, (N, Th, Da)
+    if rank == 0 and group is not None:
+        dist.barrier()
     policy = make_policy(obs, actions, cfg)
     pos, pos_w = policy.positives(obs, actions)                            # (N, K, Th, Da), (N, K)
     policy, obs, actions, pos, pos_w = (policy.to(device), to_device(obs, device), actions.to(device), pos.to(device),
@@ -294,30 +341,50 @@ def pretrain(cfg, ckpt):
                             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})))
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
-    run = Run(cfg, "pretrain", keys, step, cfg.steps, seconds, save)
-    print(f"{cfg.task} on {device}: {len(demo['episode_ends'])} demos, {len(actions)} windows, obs "
-          + (f"images {tuple(obs['image'].shape[2:])} + agent_pos {obs['agent_pos'].shape[-1]}" if cfg.obs == "pixels"
-             else f"dim {obs.shape[-1]}") + f", action dim {actions.shape[-1]}; run dir {cfg.out}")
+    run = Run(cfg, "pretrain", keys, step, cfg.steps, seconds, save, main=rank == 0)
+    loss_of = LossOf(policy, group)
+    if group is not None:
+        loss_of = DistributedDataParallel(loss_of, device_ids=[device] if device.type == "cuda" else None,
+                                          forward_sync_buffers=False)  # the buffers (normalizer) never change
+    if rank == 0:
+        print(f"{cfg.task} on {device}" + (f" x {world} processes" if world > 1 else "") + f": "
+              f"{len(demo['episode_ends'])} demos, {len(actions)} windows, obs "
+              + (f"images {tuple(obs['image'].shape[2:])} + agent_pos {obs['agent_pos'].shape[-1]}" if cfg.obs == "pixels"
+                 else f"dim {obs.shape[-1]}") + f", action dim {actions.shape[-1]}; run dir {cfg.out}")
+    noise_shape = (cfg.batch_size, cfg.n_samples, cfg.horizon, actions.shape[-1])
     while step < cfg.steps and not run.interrupted:
-        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler).to(device)
-        loss, info = policy.compute_loss(take(obs, i), actions[i], pos[i], pos_w[i])
+        # every process draws the whole batch and its noise from the same streams, then keeps its share:
+        # P processes train on exactly the batches of one
+        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler).to(device)[share]
+        z = torch.randn(noise_shape, device=device)[share]
+        loss, info = loss_of(take(obs, i), actions[i], pos[i], pos_w[i], z)
         optimizer_step(policy, loss, opt, sched, ema, cfg.grad_clip)
         step += 1
         row = {}
         if step % 100 == 0 or step == cfg.steps:
-            row = dict(step=step, loss=f"{loss.item():.4f}", lr=f"{sched.get_last_lr()[0]:.3g}",
-                       **{k: f"{v:.4g}" for k, v in info.items()})
-        if step % cfg.eval_every == 0 and step < cfg.steps:
+            row = dict(step=step, loss=f"{dbp.global_mean(loss.detach(), group).item():.4f}",
+                       lr=f"{sched.get_last_lr()[0]:.3g}", **{k: f"{v:.4g}" for k, v in info.items()})
+        if group is not None:                                              # stop together, at the same step
+            stop = torch.tensor([float(run.interrupted)], device=device)
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+            run.interrupted = bool(stop.item())
+        if step % cfg.eval_every == 0 and step < cfg.steps and rank == 0:
             success = evaluate(ema.model, cfg.task, cfg.eval_episodes_periodic, cfg.seed)["success_rate"]
             row = {**row, "step": step, "success_rate": success}
             run.bar.set_postfix(success=f"{success:.2f}")
         run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
     run.end_loop()
+    if rank > 0:                                                           # rank 0 alone evaluates
+        dist.destroy_process_group()
+        return None
     train_seconds, t1 = run.seconds, time.time()
     result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
     result.update(task=cfg.task, steps=step, demos=cfg.demos, train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
-    return run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
+    result = run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
+    if group is not None:
+        dist.destroy_process_group()
+    return result
 
 
 # ----------------------------------------------------------------------------- stage 2
