@@ -1327,14 +1327,15 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
     for key in ("losses/policy", "losses/value", "losses/anchor", "losses/entropy", "losses/approx_kl",
                 "losses/clipfrac", "charts/success_rate", "charts/return", "charts/SPS", "eval/success_rate",
-                "eval/ci95_low", "eval/ci95_high"):
+                "eval/ci95_low", "eval/ci95_high", "time/rollout_s", "time/update_s"):
         assert key in rows[0], key
+    assert all(float(r["time/rollout_s"]) > 0 and float(r["time/update_s"]) > 0 for r in rows if r["losses/policy"])
     assert (tmp_path / "r" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     iters = [int(r["iteration"]) for r in rows if r["losses/policy"]]
     assert iters == list(range(1, 61))                                    # nothing lost, nothing repeated
     # the resumed run continued its episodes where they were: it matches an uninterrupted run row for row
     _, err = _dbpo(tmp_path, "--ckpt", stage1, "--iterations", "60", "--eval-every", "3", "--out", "u").communicate(timeout=300)
-    same = [k for k in rows[0] if k not in ("minutes", "charts/SPS")]
+    same = [k for k in rows[0] if k not in ("minutes", "charts/SPS", "time/rollout_s", "time/update_s")]
     assert [[r[k] for k in same] for r in csv.DictReader(open(tmp_path / "u" / "log.csv"))] == [[r[k] for k in same] for r in rows]
     result = json.load(open(tmp_path / "r" / "eval.json"))
     assert result["stage"] == "dbpo" and result["iterations"] == 60 and result["history"][0]["iteration"] == 0

@@ -495,7 +495,7 @@ def finetune(cfg, ckpt, start=None):
     obs, _ = vec.reset(seed=seeds, options={"replay": replay})   # resumed: replays the episodes in progress
     buffer = agent.make_buffer(T, N)
     keys = ["iteration", "env_steps", *dbpo.METRICS, "charts/success_rate", "charts/return", "charts/episodes",
-            "charts/SPS", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
+            "charts/SPS", "time/rollout_s", "time/update_s", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
             *[f"eval/mode_{name}" for name in envs.mode_names(task)], "minutes"]
     run = Run(cfg, "dbpo", keys, it, cfg.iterations, seconds, save)
     print(f"{task} on {device}: fine-tuning {cfg.ckpt} with {N} envs x {T} decisions x Ta={Ta} steps per iteration; run dir {cfg.out}")
@@ -507,13 +507,15 @@ def finetune(cfg, ckpt, start=None):
         while it < cfg.iterations and not run.interrupted:
             t_iter = time.time()
             obs, n_steps, episodes = rollout(agent, vec, obs, buffer, gen, successes)
+            t_update = time.time()
             stats = dbpo.ppo_update(agent, buffer, agent.value(obs), optimizers, schedulers, cfg,
                                     critic_only=it < cfg.critic_warmup_iters, generator=gen, replay=successes)
             buffer.reset()
             it, env_steps = it + 1, env_steps + n_steps
             row = dict(iteration=it, env_steps=env_steps, minutes=f"{run.seconds / 60:.2f}",
                        **{k: f"{v:.4g}" for k, v in stats.items()},
-                       **{"charts/SPS": f"{n_steps / (time.time() - t_iter):.0f}", "charts/episodes": len(episodes)})
+                       **{"charts/SPS": f"{n_steps / (time.time() - t_iter):.0f}", "charts/episodes": len(episodes),
+                          "time/rollout_s": f"{t_update - t_iter:.2f}", "time/update_s": f"{time.time() - t_update:.2f}"})
             if episodes:
                 row.update({"charts/success_rate": f"{np.mean([s for s, _ in episodes]):.3f}",
                             "charts/return": f"{np.mean([r for _, r in episodes]):.3f}"})
