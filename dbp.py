@@ -278,7 +278,9 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     and a 1-D toy, lost on push (0.67 vs 0.74); with 200 it tied k=1 on every task, and cost precision on a
     21-dim pushing task elsewhere (0.82 at k=1, 0.56). Unweighted: push 0.27 / 0.61 (20 / 200 demos).
     """
-    query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32) for t in (query_obs, data_obs, data_actions))
+    device = torch.as_tensor(data_obs).device
+    query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32, device=device)
+                                         for t in (query_obs, data_obs, data_actions))
     if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
         raise ValueError(f"query_obs (B, To, Do) and data_obs (N, To, Do) must agree; got {tuple(query_obs.shape)}, {tuple(data_obs.shape)}")
     if data_actions.dim() != 3 or len(data_actions) != len(data_obs):
@@ -546,9 +548,11 @@ class DBPPolicy(nn.Module):
     def positives(self, obs, actions):
         """Neighbour positives (cfg.k, cfg.bandwidth) of training windows obs (N, To, Do), actions
         (N, Th, Da), searched in normalized obs space -> (N, K, Th, Da), (N, K). Pixels: the recorded chunk."""
+        device = self.normalizer.obs_center.device
+        actions = torch.as_tensor(actions, dtype=torch.float32, device=device)
         if self.encoder is not None:                                                  # cfg.k == 1 (checked)
-            return torch.as_tensor(actions)[:, None], torch.ones(len(actions), 1)
-        nobs = self.normalizer.normalize_obs(torch.as_tensor(obs, dtype=torch.float32))
+            return actions[:, None], torch.ones(len(actions), 1, device=device)
+        nobs = self.normalizer.normalize_obs(torch.as_tensor(obs, dtype=torch.float32, device=device))
         return neighbor_positives(nobs, nobs, actions, self.cfg.k, self.cfg.bandwidth)
 
     def compute_loss(self, obs, actions, pos_actions=None, pos_weights=None, noise=None, group=None):
