@@ -509,6 +509,27 @@ def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
     assert odd.returncode != 0 and "error: --batch-size 15 must split evenly over the 2 processes" in odd.stderr
 
 
+def test_torchrun_run_stops_together_on_a_signal_and_resumes(tmp_path):
+    args = ["--stage", "pretrain", *TINY, "--steps", "1500", "--eval-every", "100000", "--eval-episodes", "1",
+            "--save-every-s", "0.5", "--demo-dir", str(tmp_path / "demos"), "--device", "cpu", "--out", "r"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+              os.path.join(HERE, "train.py"), *args]
+    run = subprocess.Popen(launch, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):                                   # wait for a first checkpoint, then stop torchrun
+        if (tmp_path / "r" / "ckpt.pt").exists() or run.poll() is not None:
+            break
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=300)
+    stopped = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["step"]
+    assert 0 < stopped < 1500 and not (tmp_path / "r" / "eval.json").exists(), err[-2000:]
+    assert (out + err).count("continue with: torchrun --nproc_per_node=2 train.py") == 1   # rank 0 says it
+    resumed = subprocess.run(launch + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "r" / "log.csv")) if r["loss"]]
+    assert steps == list(range(100, 1501, 100))                        # nothing lost, nothing repeated
+
+
 def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", "--obs", "pixels",
                           "--task", "lift", "--demos", "2", "--steps", "6", "--warmup-steps", "2", "--batch-size", "8",

@@ -356,7 +356,7 @@ def pretrain(cfg, ckpt):
         # every process draws the whole batch and its noise from the same streams, then keeps its share:
         # P processes train on exactly the batches of one
         i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler).to(device)[share]
-        z = torch.randn(noise_shape, device=device)[share]
+        z = torch.randn(noise_shape, device=device)[share] if group is not None else None  # one process: drawn inside
         loss, info = loss_of(take(obs, i), actions[i], pos[i], pos_w[i], z)
         optimizer_step(policy, loss, opt, sched, ema, cfg.grad_clip)
         step += 1
