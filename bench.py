@@ -357,6 +357,37 @@ def table(tasks, steps):
     return "\n".join(rows)
 
 
+def verdicts(tasks):
+    """DBP against every other method of each task, at each one's best checkpoint and at the last (equal steps):
+    'DBP wins' or 'DBP loses' where the pooled 95 % intervals do not overlap, else 'tie'."""
+    pick = dict(best=lambda r: next(b for b in r["by_step"] if b["step"] == r["best_step"]), last=lambda r: r["by_step"][-1])
+    rows = []
+    for task, t in tasks.items():
+        if "dbp" not in t["methods"]:
+            continue
+        for name, r in t["methods"].items():
+            if name == "dbp":
+                continue
+            row = dict(task=task, method=name, latency_over_dbp=r.get("latency_over_dbp_1thread"))
+            for key, at in pick.items():
+                a, b = at(t["methods"]["dbp"]), at(r)
+                row[key] = dict(dbp=a["mean"], other=b["mean"], verdict="DBP wins" if a["ci95"][0] > b["ci95"][1]
+                                else "DBP loses" if a["ci95"][1] < b["ci95"][0] else "tie")
+            rows.append(row)
+    return rows
+
+
+def verdict_table(rows):
+    lines = ["| task | against | at each one's best: DBP / it | verdict | at the last checkpoint: DBP / it | verdict | "
+             "its latency / DBP's |", "|---|---|---|---|---|---|---|"]
+    for v in rows:
+        ratio = f"{v['latency_over_dbp']:.0f}x" if v["latency_over_dbp"] else "–"
+        lines.append(f"| {v['task']} | {label(v['method'])} | {v['best']['dbp']:.2f} / {v['best']['other']:.2f} | "
+                     f"{v['best']['verdict']} | {v['last']['dbp']:.2f} / {v['last']['other']:.2f} | {v['last']['verdict']} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
+
+
 def plot(tasks, path_pareto, path_steps):
     """bench.png: best success against latency (log axis), one marker per method, a panel per task;
     bench_steps.png: success against gradient steps per method (mean over seeds, ± std shaded)."""
@@ -428,15 +459,14 @@ def main(argv=None):
         print("no cell finished yet: nothing to report")
         return None
     out = dict(config=dataclasses.asdict(cfg), machine=info, wall_seconds=round(time.perf_counter() - t0, 1),
-               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results)
+               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results, verdicts=verdicts(results))
     print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; {cfg.seeds} seeds, "
           f"checkpoints {cfg.checkpoints}, {cfg.eval_episodes} episodes each; {info['cpu']} ({info['cpu_count']} cores); "
           f"this run {out['wall_seconds'] / 60:.1f} min, all cells {out['cell_seconds'] / 60:.1f} min of worker time\n")
     print(table(results, cfg.steps))
-    for task, t in results.items():
-        if "dbp" in t["methods"]:
-            print(f"{task}: latency at batch 1 (p50, 1 thread) over DBP's: " + ", ".join(
-                f"{label(n)} {r['latency_over_dbp_1thread']:.0f}x" for n, r in t["methods"].items() if n != "dbp"))
+    if out["verdicts"]:
+        print("\nDBP against each method (pooled 95 % intervals; latency at batch 1, p50, 1 thread):\n")
+        print(verdict_table(out["verdicts"]))
     for path in filter(None, (os.path.join(cfg.out, "bench.json"), cfg.json)):
         write_json(path, out)
     plot(results, os.path.join(cfg.out, "bench.png"), os.path.join(cfg.out, "bench_steps.png"))

@@ -1034,6 +1034,20 @@ QUICK_METHODS = {"dbp": 1, "dp-unet-ddpm20": 20, "dp-unet-ddim5": 5, "dp-mlp-ddp
                  "flow-4": 4, "shortcut-1": 1, "mse": 1}  # bench.py --quick: method -> NFE
 
 
+def test_bench_verdicts_compare_pooled_intervals_at_the_best_and_the_last_checkpoint():
+    def method(rates, n=150):  # success at checkpoints 1 and 2, pooled over n episodes
+        by_step = [dict(step=s, mean=r, ci95=envs.wilson_interval(round(r * n), n)) for s, r in zip((1, 2), rates)]
+        return dict(by_step=by_step, best_step=max(by_step, key=lambda b: b["mean"])["step"], latency_over_dbp_1thread=2.0)
+    tasks = {"push": dict(methods={"dbp": method([0.90, 0.96]), "slow": method([0.50, 0.96]), "weak": method([0.40, 0.60]),
+                                   "strong": method([1.00, 0.99])})}
+    got = {v["method"]: (v["best"]["verdict"], v["last"]["verdict"]) for v in bench.verdicts(tasks)}
+    assert got == {"slow": ("tie", "tie"), "weak": ("DBP wins", "DBP wins"), "strong": ("tie", "tie")}
+    tasks["push"]["methods"]["dbp"] = method([0.70, 0.80])
+    got = {v["method"]: (v["best"]["verdict"], v["last"]["verdict"]) for v in bench.verdicts(tasks)}
+    assert got == {"slow": ("DBP loses", "DBP loses"), "weak": ("DBP wins", "DBP wins"), "strong": ("DBP loses", "DBP loses")}
+    assert "| push | weak | 0.80 / 0.60 | DBP wins |" in bench.verdict_table(bench.verdicts(tasks))
+
+
 def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(tmp_path):
     path, out = tmp_path / "bench.json", tmp_path / "bq"
     cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos"),
@@ -1058,7 +1072,12 @@ def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(t
     assert ddpm["train_ms_per_step_1thread"] == task["methods"]["dp-mlp-ddim5"]["train_ms_per_step_1thread"]
     assert ddpm["by_step"][-1]["train_seconds"] == task["methods"]["dp-mlp-ddim5"]["by_step"][-1]["train_seconds"]  # one model
     assert ddpm["latency_over_dbp_1thread"] > 2, ddpm       # 20 NFE against 1; loose, as the machine may be loaded
-    assert "| push | DBP | 1 |" in run.stdout and "latency at batch 1" in run.stdout
+    assert "| push | DBP | 1 |" in run.stdout and "DBP against each method" in run.stdout
+    assert [v["method"] for v in result["verdicts"]] == [m for m in QUICK_METHODS if m != "dbp"]
+    for v in result["verdicts"]:
+        for at in ("best", "last"):
+            assert v[at]["verdict"] in ("DBP wins", "DBP loses", "tie") and 0 <= v[at]["other"] <= 1, v
+        assert f"| push | {bench.label(v['method'])} | {v['best']['dbp']:.2f} / {v['best']['other']:.2f} | " in run.stdout
     assert len(os.listdir(out / "cells")) == 6                                      # one per trained model
     # a rerun trains nothing: it reads the cells back
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
