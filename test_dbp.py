@@ -514,12 +514,13 @@ def test_torchrun_run_stops_together_on_a_signal_and_resumes(tmp_path):
             "--save-every-s", "0.5", "--demo-dir", str(tmp_path / "demos"), "--device", "cpu", "--out", "r"]
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
               os.path.join(HERE, "train.py"), *args]
-    run = subprocess.Popen(launch, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(600):                                   # wait for a first checkpoint, then stop torchrun
+    run = subprocess.Popen(launch, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    for _ in range(600):                                   # wait for a first checkpoint, then Ctrl-C
         if (tmp_path / "r" / "ckpt.pt").exists() or run.poll() is not None:
             break
-        time.sleep(0.1)
-    run.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)                      # as a terminal's Ctrl-C: torchrun and its workers
     out, err = run.communicate(timeout=300)
     stopped = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["step"]
     assert 0 < stopped < 1500 and not (tmp_path / "r" / "eval.json").exists(), err[-2000:]
