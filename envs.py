@@ -381,9 +381,9 @@ class PushExpert:
     # (results/push-screens/expert_variants.py).
     AHEAD, LATERAL = 0.03, 0.01
 
-    def __init__(self, env, rng, noise_m):
+    def __init__(self, task_cls, rng, noise_m):
         self.rng, self.noise_m, self.mode = rng, noise_m, int(rng.integers(2))  # 50/50 goal choice: the multimodality
-        self.goal = env.unwrapped.GOALS[self.mode]
+        self.goal = task_cls.GOALS[self.mode]
 
     def target(self, obs):
         ee, block, rel = obs[0:3], obs[4:6], obs[0:2] - obs[4:6]  # rel: EE xy relative to the block
@@ -408,8 +408,8 @@ class GraspExpert:
     """Lift, bimanual: each arm funnels onto its grasp point, gripper open, closes; all lift once every arm holds."""
     mode, LIFT_Z = -1, 0.2  # no goal choice; EE height to lift to (m)
 
-    def __init__(self, env, rng, noise_m):
-        self.rng, self.noise_m, self.n_arms = rng, noise_m, env.unwrapped.n_arms
+    def __init__(self, task_cls, rng, noise_m):
+        self.rng, self.noise_m, self.n_arms = rng, noise_m, len(task_cls.ARM_BASES)
 
     def grasp_points(self, obs):
         if self.n_arms == 1:
@@ -436,8 +436,10 @@ class GraspExpert:
 
 
 def make_expert(env, rng, noise_m=0.004):
-    """Scripted expert for env (new after every reset), Gaussian action noise noise_m (m); .mode: goal index or -1."""
-    return {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}[type(env.unwrapped)](env, rng, noise_m)
+    """Scripted expert for env or its task class (new after every reset; it acts on the state alone), Gaussian
+    action noise noise_m (m); .mode: goal index or -1."""
+    cls = env if isinstance(env, type) else type(env.unwrapped)
+    return {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}[cls](cls, rng, noise_m)
 
 
 # ----------------------------------------------------------------------------- demonstrations
@@ -545,6 +547,23 @@ def load_demos(path):
         raise ValueError(f"{path}: expected image (T={len(obs)}, V, 3, H, W) uint8 and agent_pos (T, P), got "
                          f"{data['image'].shape} {data['image'].dtype} and {data.get('agent_pos', np.zeros(0)).shape}")
     return data
+
+
+def successful(demo):
+    """The successful episodes of a demo dict (all of them when it has no success labels, as envs' own files, which
+    hold successes only): per-step arrays and per-episode arrays (E,) cut alike."""
+    if "success" not in demo or demo["success"].all():
+        return demo
+    keep, ends = demo["success"].astype(bool), demo["episode_ends"]
+    if not keep.any():
+        raise ValueError("the demo file holds no successful episode")
+    per_step = np.zeros(ends[-1], bool)
+    for s, e, k in zip(np.concatenate([[0], ends[:-1]]), ends, keep):
+        per_step[s:e] = k
+    out = {k: (v[per_step] if v.ndim and len(v) == ends[-1] else v[keep] if v.ndim and len(v) == len(ends) else v)
+           for k, v in demo.items() if k != "episode_ends"}
+    out["episode_ends"] = np.cumsum(np.diff(np.concatenate([[0], ends]))[keep])
+    return out
 
 
 def make_windows(demo, n_obs_steps, horizon, obs_mode="state"):

@@ -3,30 +3,32 @@
 The deployment side of Gao et al. 2026 (arXiv 2604.03540; the paper: dual-arm UR5, 105.2 Hz,
 9.5 ms end to end). Layers, top to bottom:
   policy   DBPPolicy at the task's control rate (10 Hz): one chunk of Ta targets per inference,
-           receding horizon, obs history To sampled at the policy rate;
+           receding horizon, obs history To sampled at the policy rate; it runs in a worker process
+           (robot_io.PolicyWorker): the loop posts an observation and picks the chunk up when it is
+           done, skipping the targets whose time has passed (each chunk carries its observation's stamp);
   loop     fixed rate --hz on time.monotonic() absolute deadlines, sleep-then-spin waits; it
            interpolates linearly from one policy target to the next (target a_j is where the
-           EE should be at the end of policy step j) and infers the next chunk at the tick
-           where it is first needed, AFTER that tick's command, so inference never delays one;
-  safety   workspace box, EE speed, gripper bounds, joint limits, NaN/inf, stale state or
-           camera frame, overrun streak -> hold position and stop; try/finally stops both arms;
+           EE should be at the end of policy step j);
+  safety   workspace box, EE speed, gripper bounds, joint limits, NaN/inf, stale or jumped state clock,
+           stale camera frame, a dead or silent policy worker, a lost connection or refused command,
+           overrun streak -> hold position and stop; try/finally stops both arms;
   camera   a pixel checkpoint (train.py --obs pixels) sees frames, off the loop's thread: 'sim'
            renders its cameras in a process of their own, 'ur' reads OpenCV devices (--camera);
-  backend  'sim': the bimanual PyBullet task (envs.py) advanced in wall-clock real time,
-           'ur': two UR arms by IP through ur_rtde (untested on hardware, see URBackend).
+  backend  'sim': the bimanual PyBullet task (envs.py) in a process of its own, stepping its physics in
+           wall-clock real time as a controller would; 'ur': two UR arms by IP through ur_rtde
+           (untested on hardware, see robot_io.URBackend). --inject plays a fault on the sim.
 
     python robot.py --ckpt runs/pretrain-bimanual-s0/ckpt.pt --duration-s 60 --stats-json stats.json
     python robot.py --ckpt runs/px/bimanual/ckpt.pt   # a pixel checkpoint: the sim renders its cameras
+    python robot.py --ckpt CKPT --inject freeze@2.5   # the state freezes 2.5 s in: the loop holds and stops
+    python robot.py --record runs/rec --episodes 100 --duration-s 900   # the expert demonstrates; train.py --demos-file
     python robot.py --dry-run --duration-s 5          # no policy: the arms hold position
     python robot.py --help                            # every flag, with its meaning
 """
-import ctypes
 import gc
 import json
-import multiprocessing as mp
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -36,15 +38,12 @@ import torch
 import dbp
 import envs
 from dbp import option
+from robot_io import (ACTION_DIM, FAULTS, N_ARMS, OBS_DIM, POLICY_HZ, TASK, ExpertSource, InlinePolicy, PolicyWorker,
+                      ReplaySource, SimBackend, SimCamera, ThreadCamera, URBackend, hold_target, opencv_grab, percentiles)
 
-TASK = "bimanual"
-OBS_DIM = len(envs.BimanualEnv.obs_names)       # Do = 14: ee0 xyz, gripper0, ee1 xyz, gripper1, bar ends
-N_ARMS = len(envs.BimanualEnv.ARM_BASES)
-ACTION_DIM = 4 * N_ARMS                          # Da = 8: per arm absolute EE target (x, y, z, g)
-POLICY_HZ = envs.SimConfig.control_hz            # the rate the policy was trained at
 AGENT_POS_DIM = 4 * N_ARMS                       # a pixel policy's agent_pos: per arm EE xyz, gripper opening
-LATENCY_KEYS = ("state_read", "inference", "command", "physics", "tick",  # what the loop times; camera: a frame's
-                "camera", "end_to_end")  # age when taken, end_to_end: observation -> first command of its chunk
+LATENCY_KEYS = ("state_read", "inference", "command", "tick",  # what the loop times; camera: a frame's age when
+                "camera", "end_to_end")  # taken, end_to_end: observation -> first command of its chunk
 
 
 @dataclass
@@ -84,10 +83,38 @@ class RobotConfig(dbp.SeedConfig, dbp.DeviceConfig):  # seed: sim episode i rese
                          "checkpoint's view order, comma-separated (the sim renders its own cameras)")
     camera_timeout_s: float = option(0.25, "pixel checkpoints: stop when no camera frame of a policy step's state "
                                      "has come this long after that state (s)", gt=0.0)
+    inference: str = option("process", "'process': the policy runs in a worker process and a slow inference delays "
+                            "a chunk, never a tick; 'inline': in the loop's thread after a tick's command (debugging)")
+    inference_timeout_s: float = option(0.2, "stop when the policy worker has not answered this long after an "
+                                        "observation was posted (s)", gt=0.0)
+    record: str = option("", "record demonstrations into DIR/bimanual_recorded.npz (envs' demo format, with stamps "
+                         "and a success label per episode; appended to): a --teleop source drives instead of a policy")
+    teleop: str = option("expert", "--record's demonstrator: 'expert' (sim: the scripted expert) or 'replay:FILE' "
+                         "(the actions of a demo file, open loop); your own: robot.Recorder(source, path) in robot.run")
+    episodes: int = option(0, "end the run after this many finished episodes (0: only --duration-s ends it)", ge=0)
+    inject: str = option("", f"sim: play a fault FAULT@SECONDS into the run, e.g. freeze@2.5; FAULT one of "
+                         f"{', '.join(FAULTS)} (the state: freeze, clock-jump; the connection: disconnect, "
+                         f"read-timeout, refuse; the policy worker: worker-crash, worker-hang)")
 
     def check(self):
         if self.backend not in ("sim", "ur"):
             raise dbp.ConfigError("backend", self.backend, "must be 'sim' or 'ur'")
+        if self.record and (self.ckpt or self.dry_run):
+            raise dbp.ConfigError("record", self.record, "drives with --teleop: leave out --ckpt and --dry-run")
+        if self.teleop != "expert" and not self.teleop.startswith("replay:"):
+            raise dbp.ConfigError("teleop", self.teleop, "must be 'expert' or 'replay:FILE'")
+        if self.record and self.teleop == "expert" and self.backend != "sim":
+            raise dbp.ConfigError("teleop", self.teleop, "the expert acts on the sim's state: use replay:FILE on arms")
+        if self.inference not in ("process", "inline"):
+            raise dbp.ConfigError("inference", self.inference, "must be 'process' or 'inline'")
+        if self.inject:
+            fault, _, at = self.inject.partition("@")
+            if fault not in FAULTS or not at.replace(".", "", 1).isdigit():
+                raise dbp.ConfigError("inject", self.inject, f"must be FAULT@SECONDS, FAULT one of {', '.join(FAULTS)}")
+            if self.backend != "sim":
+                raise dbp.ConfigError("inject", self.inject, "needs --backend sim")
+            if fault.startswith("worker") and (self.dry_run or self.record or self.inference != "process"):
+                raise dbp.ConfigError("inject", self.inject, "needs a policy in its worker (--ckpt, --inference process)")
         if self.video and self.backend != "sim":
             raise dbp.ConfigError("video", self.video, "needs --backend sim (the ur backend has no camera)")
         if self.camera and self.backend != "ur":
@@ -121,14 +148,6 @@ def _set_rt_priority(priority):
     except (OSError, AttributeError) as e:
         print(f"warning: --rt-priority {priority} not applied ({e}); running at normal priority")
         return 0
-
-
-def _percentiles(x_s):
-    if not x_s:
-        return None
-    ms = np.asarray(x_s) * 1e3
-    return dict(p50=round(float(np.percentile(ms, 50)), 4), p99=round(float(np.percentile(ms, 99)), 4),
-                max=round(float(ms.max()), 4), n=len(ms))
 
 
 def load_policy(path):
@@ -169,6 +188,8 @@ class Safety:
         age_s = now_s - state["stamp_s"]
         if age_s > self.cfg.state_timeout_s:
             return f"stale robot state: {age_s * 1e3:.1f} ms old (watchdog {self.cfg.state_timeout_s * 1e3:.0f} ms)"
+        if age_s < -self.cfg.state_timeout_s:
+            return f"robot state stamped {-age_s * 1e3:.0f} ms ahead of the loop's clock: the robot's clock jumped"
         bad = (state["joint_pos"] < self.joint_lo) | (state["joint_pos"] > self.joint_hi)
         if bad.any():
             arm, joint = np.argwhere(bad)[0]
@@ -200,310 +221,7 @@ class Safety:
         self.last = safe
         return safe, None
 
-    @staticmethod
-    def hold(state):
-        """Target that keeps the arms where they are: measured EE, gripper at its opening."""
-        g = 1.0 - np.clip(state["gripper"] / envs.MAX_OPENING, 0.0, 1.0)
-        return np.concatenate([state["ee_pos"], g[:, None]], axis=1)   # (N_ARMS, 4)
-
-
-# ----------------------------------------------------------------------------- backends
-# Interface: reset(seed) (sim: new episode), sync(now_s) -> physics substeps run (real robots
-# run their own controllers: 0), read_state() -> dict(stamp_s, joint_pos (N_ARMS, n_joints),
-# ee_pos (N_ARMS, 3), gripper (N_ARMS,) opening in m, obs (Do,) or None), command(target),
-# success(), stop(). joint_lower/joint_upper (N_ARMS, n_joints), max_policy_steps per episode.
-
-class SimBackend:
-    """The bimanual task of envs.py advanced in wall-clock real time. Each sync runs the
-    physics substeps (1 / physics_hz s each, 120 Hz) that are due by the monotonic clock, so
-    simulated time tracks real time at any --hz: at 100 Hz a tick runs 1 or 2 substeps, at
-    500 Hz most ticks run none. The latest command is turned into joint targets (IK) once
-    before each batch of substeps: the physics only samples motor targets there. The state
-    changes only at substeps; its stamp is the wall-clock time of the last one."""
-
-    def __init__(self, cfg):
-        self.env = envs.make_env(TASK, render_mode="rgb_array" if cfg.video else None)
-        self.u = self.env.unwrapped
-        self.physics_hz = self.u.cfg.physics_hz
-        self.max_policy_steps = self.env.spec.max_episode_steps   # 60 policy steps = 6 s
-        self.joint_lower = np.array([arm.lower for arm in self.u.arms])
-        self.joint_upper = np.array([arm.upper for arm in self.u.arms])
-        self.max_catchup = round(self.physics_hz / POLICY_HZ)       # never run more than 0.1 s at once
-        self.lag_s = 0.0  # simulated time dropped because the process fell behind
-        self.reset(seed=None)
-
-    def reset(self, seed):
-        self.env.reset(seed=seed)
-        self.t0_s, self.n_physics, self.target, self.state = time.monotonic(), 0, None, None
-
-    def sync(self, now_s):
-        due = int((now_s - self.t0_s) * self.physics_hz) - self.n_physics
-        if due <= 0:
-            return 0
-        if due > self.max_catchup:  # stalled: drop time rather than burst (it shows up as lag_s)
-            self.t0_s += (due - self.max_catchup) / self.physics_hz
-            self.lag_s += (due - self.max_catchup) / self.physics_hz
-            due = self.max_catchup
-        if self.target is not None:
-            self.u.apply_action(self.target.ravel())
-        self.u.step_physics(due)
-        self.n_physics += due
-        self.state = None
-        return due
-
-    def read_state(self):
-        if self.state is None:  # cached between substeps: nothing moves in between
-            arms = self.u.arm_state()
-            self.state = dict(stamp_s=self.t0_s + self.n_physics / self.physics_hz,
-                              joint_pos=np.stack([a["joint_pos"] for a in arms]),
-                              ee_pos=np.stack([a["ee_pos"] for a in arms]),
-                              gripper=np.array([a["gripper"] for a in arms]), obs=self.u.get_obs())
-        return self.state
-
-    def command(self, target):
-        self.target = np.asarray(target)  # applied at the next physics substep (sync)
-
-    def success(self):
-        return self.u.score()[1]
-
-    def render(self):
-        """A frame (H, W, 3) uint8, off the clock: simulated time stands still while it renders."""
-        t_s = time.monotonic()
-        frame = self.u.render()
-        self.pause(time.monotonic() - t_s)
-        return frame
-
-    def pause(self, seconds):
-        """Simulated time stands still for these seconds, spent off the clock (rendering, a camera's start)."""
-        self.t0_s, self.state = self.t0_s + seconds, None  # restamp the state too
-
-    def stop(self):
-        if self.env is not None:  # hold: joint targets for the EE where it is now, then release
-            self.u.apply_action(Safety.hold(self.read_state()).ravel())
-            self.env.close()
-            self.env = None
-
-
-class URBackend:
-    """Two UR arms through ur_rtde (`pip install ur_rtde`). UNTESTED ON HARDWARE in this repo.
-    A user must configure: --ur-ips (arm 0 = the right arm at y = -0.35 m); each base frame
-    axis-aligned with the sim's world frame at envs.BimanualEnv.ARM_BASES (targets are
-    translated, not rotated: calibrate); the tool orientation is held as found at start (point
-    the grippers down first); each gripper is one digital output (--ur-gripper-pin), its
-    opening estimated from the command. A pixel policy sees the bar through --camera. A state
-    policy also observes the bar's ends, which no UR sensor gives: pass object_obs() -> (6,)
-    world positions from your perception and call run(cfg, URBackend(cfg, object_obs), policy)."""
-
-    max_policy_steps = None  # one long episode, until --duration-s
-
-    def __init__(self, cfg, object_obs=None):
-        import rtde_control, rtde_io, rtde_receive   # imported only when this backend is chosen
-        ips = [ip.strip() for ip in cfg.ur_ips.split(",") if ip.strip()]
-        if len(ips) != N_ARMS:
-            raise ValueError(f"--ur-ips needs {N_ARMS} comma-separated IPs, got {cfg.ur_ips!r}")
-        self.recv = [rtde_receive.RTDEReceiveInterface(ip) for ip in ips]
-        self.ctrl = [rtde_control.RTDEControlInterface(ip) for ip in ips]
-        self.io = [rtde_io.RTDEIOInterface(ip) for ip in ips]
-        self.cfg, self.object_obs, self.dt_s = cfg, object_obs, 1.0 / cfg.hz
-        self.base_m = np.array(envs.BimanualEnv.ARM_BASES)
-        self.rotvec = [np.array(r.getActualTCPPose()[3:]) for r in self.recv]
-        self.joint_lower, self.joint_upper = np.full((N_ARMS, 6), -2 * np.pi), np.full((N_ARMS, 6), 2 * np.pi)
-        self.g = np.zeros(N_ARMS)
-        self.stamps = [(None, time.monotonic())] * N_ARMS   # (controller timestamp, host time it changed)
-
-    def reset(self, seed):
-        pass
-
-    def sync(self, now_s):
-        return 0
-
-    def read_state(self):
-        now_s, ee, q = time.monotonic(), [], []
-        for i, r in enumerate(self.recv):
-            ts = r.getTimestamp()
-            if ts != self.stamps[i][0]:   # the watchdog sees how long a controller has been silent
-                self.stamps[i] = (ts, now_s)
-            ee.append(np.array(r.getActualTCPPose()[:3]) + self.base_m[i])
-            q.append(np.array(r.getActualQ()))
-        gripper = envs.MAX_OPENING * (1.0 - self.g)
-        arm_obs = np.concatenate([np.append(e, o) for e, o in zip(ee, gripper)])
-        obs = None if self.object_obs is None else np.concatenate([arm_obs, self.object_obs()]).astype(np.float32)
-        return dict(stamp_s=min(s for _, s in self.stamps), joint_pos=np.stack(q), ee_pos=np.stack(ee),
-                    gripper=gripper, obs=obs)
-
-    def command(self, target):
-        for i, c in enumerate(self.ctrl):
-            pose = [*(target[i, :3] - self.base_m[i]), *self.rotvec[i]]
-            c.servoL(pose, 0.0, 0.0, self.dt_s, 0.1, 300)  # speed/accel unused; lookahead 0.1 s, gain 300
-            if (target[i, 3] > 0.5) != (self.g[i] > 0.5):
-                self.io[i].setStandardDigitalOut(self.cfg.ur_gripper_pin, bool(target[i, 3] > 0.5))
-            self.g[i] = target[i, 3]
-
-    def success(self):
-        return False
-
-    def stop(self):
-        for c in self.ctrl:
-            c.servoStop()
-            c.stopScript()
-
-
-# ----------------------------------------------------------------------------- cameras
-# Interface: reset(seed) (a new episode; returns once a frame of it is out), request(stamp_s) (a policy step began at
-# the state stamped stamp_s: a camera that renders on request renders it), frame() -> (stamp_s, images (V, 3, H, W)
-# uint8) or None, stats(), close(). A frame's stamp is the monotonic time of what it shows, as the state's stamp is.
-
-def _render_worker(conn, frame, stamp):
-    """SimCamera's process: a mirror of the task's scene, teleported to each posted pose and rendered."""
-    env = envs.make_env(TASK, obs_mode="pixels").unwrapped
-    out, times = np.frombuffer(frame.get_obj(), np.uint8), []
-    conn.send("ready")
-    while True:
-        msgs = [conn.recv()]
-        while conn.poll():  # render only the newest pose; every reset in order
-            msgs.append(conn.recv())
-        pose = None
-        for kind, *args in msgs:
-            if kind == "stop":
-                conn.send(times)
-                return
-            if kind == "reset":
-                env.reset(seed=args[0])
-            pose = args if kind == "pose" else pose
-        if pose is not None:
-            t_s = time.monotonic()
-            env.set_scene_pose(pose[1])
-            images = env.camera_images()
-            times.append(time.monotonic() - t_s)
-            with frame.get_lock():
-                out[:] = images.ravel()
-                stamp[0] = pose[0]
-
-
-class SimCamera:
-    """The sim task's fixed cameras (envs: CAMERAS, SimConfig.camera_hw), rendered in a process of their own, so a
-    frame (PyBullet's tiny renderer: tens of ms) never takes a tick: at each policy step the loop posts the scene's
-    pose (arm joints, object poses: ~0.1 ms), the process teleports a mirror of the scene there, renders it and
-    publishes the frame, stamped with the pose's time, in shared memory."""
-
-    def __init__(self, backend):
-        ctx = mp.get_context("spawn")
-        env = backend.u
-        self.backend, self.shape = backend, (len(env.CAMERAS), 3, *env.cfg.camera_hw)
-        self._frame = ctx.Array(ctypes.c_uint8, int(np.prod(self.shape)))   # with a lock: no torn frames
-        self._stamp = ctx.RawArray(ctypes.c_double, 1)                      # written under the frame's lock
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_render_worker, args=(child, self._frame, self._stamp), daemon=True)
-        self._proc.start()
-        self.render_s = None
-        if not self._conn.poll(60.0):  # its imports and scene: seconds
-            self._proc.terminate()
-            raise RuntimeError("the sim camera process did not start in 60 s")
-        self._conn.recv()
-
-    def reset(self, seed, timeout_s=5.0):  # the wait is off the sim's clock: nothing moves until it ends
-        t_s, stamp_s = time.monotonic(), self.backend.read_state()["stamp_s"]
-        try:
-            self._conn.send(("reset", seed))
-            self._conn.send(("pose", stamp_s, self.backend.u.scene_pose()))
-        except OSError as e:  # the process is gone
-            raise RuntimeError(f"the sim camera process is gone ({e})") from None
-        t_end_s = time.monotonic() + timeout_s
-        while self._stamp[0] != stamp_s:
-            if time.monotonic() > t_end_s or not self._proc.is_alive():
-                raise RuntimeError(f"the sim camera process gave no frame in {timeout_s:g} s")
-            time.sleep(0.001)
-        self.backend.pause(time.monotonic() - t_s)
-
-    def request(self, stamp_s):
-        try:
-            self._conn.send(("pose", stamp_s, self.backend.u.scene_pose()))
-        except OSError:  # the process is gone: no frame comes, and the loop stops on the stale one
-            pass
-
-    def frame(self):
-        with self._frame.get_lock():
-            if not self._stamp[0]:
-                return None
-            return self._stamp[0], np.frombuffer(self._frame.get_obj(), np.uint8).reshape(self.shape).copy()
-
-    def stats(self):
-        return dict(source="sim (rendered in its own process at the policy rate)", shape=list(self.shape),
-                    frames=None if self.render_s is None else len(self.render_s),
-                    render_ms=_percentiles(self.render_s or []))
-
-    def close(self):
-        if self._proc.is_alive():
-            self._conn.send(("stop",))
-            if self._conn.poll(5.0):
-                self.render_s = self._conn.recv()
-        self._proc.terminate()
-
-
-class ThreadCamera:
-    """Frames from grab() -> (V, 3, H, W) uint8, called over and over on a thread of its own (a camera's read
-    blocks until its next frame, without the GIL); each frame stamped when grab returned. An exception in grab
-    ends the frames (the loop then stops on the stale frame) and is reported in stats()."""
-
-    def __init__(self, grab, name="callable"):
-        self.grab, self.name, self._frame, self.grab_s, self.error = grab, name, None, [], None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        try:
-            while not self._stop.is_set():
-                t_s = time.monotonic()
-                images = np.ascontiguousarray(self.grab(), dtype=np.uint8)
-                now_s = time.monotonic()
-                self.grab_s.append(now_s - t_s)
-                self._frame = (now_s, images)
-        except Exception as e:  # noqa: BLE001 -- any failure of a user's camera ends its frames
-            self.error = f"{type(e).__name__}: {e}"
-
-    def reset(self, seed, timeout_s=10.0):
-        t_end_s = time.monotonic() + timeout_s
-        while self._frame is None:
-            if time.monotonic() > t_end_s or self.error:
-                raise RuntimeError(f"camera {self.name} gave no frame in {timeout_s:g} s ({self.error or 'no error'})")
-            time.sleep(0.001)
-
-    def request(self, stamp_s):
-        pass  # free-running: the loop waits for the first frame newer than the step's state
-
-    def frame(self):
-        return self._frame
-
-    def stats(self):
-        return dict(source=self.name, shape=None if self._frame is None else list(self._frame[1].shape),
-                    frames=len(self.grab_s), grab_ms=_percentiles(self.grab_s), error=self.error)
-
-    def close(self):
-        self._stop.set()
-        getattr(self.grab, "close", lambda: None)()
-
-
-def opencv_grab(indices, hw):
-    """grab() for ThreadCamera from OpenCV devices (`pip install opencv-python`), one per view: each frame resized
-    to hw = (H, W) and made RGB (V, 3, H, W). UNTESTED ON HARDWARE in this repo; grab.close() releases them."""
-    import cv2  # imported only when a real camera is used
-    caps = [cv2.VideoCapture(i) for i in indices]
-    if closed := [i for i, c in zip(indices, caps) if not c.isOpened()]:
-        raise RuntimeError(f"cannot open OpenCV camera(s) {closed}")
-
-    def grab():
-        views = []
-        for i, cap in zip(indices, caps):
-            ok, bgr = cap.read()
-            if not ok:
-                raise RuntimeError(f"OpenCV camera {i} gave no frame")
-            rgb = cv2.cvtColor(cv2.resize(bgr, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-            views.append(rgb.transpose(2, 0, 1))
-        return np.stack(views)
-
-    grab.close = lambda: [cap.release() for cap in caps]
-    return grab
+    hold = staticmethod(hold_target)
 
 
 # ----------------------------------------------------------------------------- loop
@@ -519,31 +237,48 @@ def policy_input(hist):
     return np.stack(hist)[None]
 
 
-def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None, camera=None):
+def run_episode(cfg, robot, worker, safety, lat, counts, t_end_s, frames=None, camera=None, inject=None):
     """One episode of ticks at cfg.hz until success, the time limit or t_end_s.
-    Adds to lat (seconds per stage) and counts (ticks, missed, skipped) in place, and a rendered
-    frame per policy step to frames, if a list. With a camera (a pixel policy), policy step j's
-    observation is the first frame stamped at or after the step's state, with the arms' pose of
-    that state; a chunk due before that frame has come waits for it, the arms holding meanwhile.
-    A step that begins while the last step's frame is still awaited adds no observation of its own.
-    Returns (outcome, fault): outcome 'success', 'timeout', 'unfinished' or 'fault'."""
+    worker: a PolicyWorker or InlinePolicy (None: hold). Adds to lat (seconds per stage) and counts (ticks,
+    missed, skipped, actions_skipped, ...) in place, and a rendered frame per policy step to frames, if a list.
+    A chunk computed from the observation of policy step j0 arriving in step j > j0 starts at its target for
+    step j: those of steps already past are skipped. With a camera (a pixel policy), policy step j's
+    observation is the first frame stamped at or after the step's state, with the arms' pose of that state;
+    a chunk due before that frame has come waits for it, the arms holding meanwhile. A step that begins while
+    the last step's frame is still awaited adds no observation of its own. inject: [fault, at_s] plays the fault
+    on the robot or the worker once the clock passes at_s (then set to None).
+    Returns (outcome, fault): outcome 'success', 'timeout', 'unfinished' or 'fault'; a fault's detection time is
+    counts["fault_s"], and the hold command's, counts["hold_s"] (None when it could not be sent)."""
     dt_s, dt_policy_s = 1.0 / cfg.hz, 1.0 / POLICY_HZ
     spin_s = min(cfg.spin_s, dt_s / 4)  # never spin a whole tick: a SCHED_FIFO spinner gets throttled
-    To, Ta = (policy.n_obs_steps, policy.n_action_steps) if policy is not None else (1, 1)
+    To, Ta = (worker.n_obs_steps, worker.n_action_steps) if worker is not None else (1, 1)
     hist, chunk, chunk_j0, j_last = [], None, 0, -1
     w_from = w_to = None          # the segment being interpolated: targets of steps j-1 and j
-    state, k, t0_s = None, 0, time.monotonic()
+    state, k, t0_s, j = None, 0, time.monotonic(), 0
     pending = obs_stamp_s = e2e_from_s = None  # pending: (stamp, agent_pos) of the step waiting for its frame
+
+    def fault_now(message):
+        counts["fault_s"] = time.monotonic()
+        return "fault", message
+
+    def take(got):  # a finished chunk: its targets from step j on (those of steps already past are skipped)
+        nonlocal chunk, chunk_j0, w_to, e2e_from_s
+        chunk, stamp_s, chunk_j0, infer_s = got
+        lat["inference"].append(infer_s)
+        counts["actions_skipped"] += min(j - chunk_j0, Ta)
+        if j - chunk_j0 < Ta:
+            w_to, e2e_from_s = chunk[j - chunk_j0].reshape(N_ARMS, 4), stamp_s
+
     try:
         while True:
             t_a = time.monotonic()
-            if robot.sync(t_a):                                    # sim: physics due by the clock
-                lat["physics"].append(time.monotonic() - t_a)
-            t_b = time.monotonic()
+            if inject is not None and inject[0] and t_a >= inject[1]:  # --inject: the fault starts now
+                (worker if inject[0].startswith("worker") else robot).inject(inject[0])
+                counts["injected_s"], inject[0] = t_a, None
             state = robot.read_state()
             t_c = time.monotonic()
-            lat["state_read"].append(t_c - t_b)
-            fault = safety.check_state(state, t_c)
+            lat["state_read"].append(t_c - t_a)
+            fault = safety.check_state(state, t_c) or (worker.check(t_c) if worker is not None else None)
             if camera is not None and not fault:
                 newest = camera.frame()
                 if pending is not None and t_c - pending[0] > cfg.camera_timeout_s:  # the step's frame is late
@@ -552,7 +287,7 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None, c
                              f"on, the newest {(t_c - newest[0]) * 1e3:.0f} ms old (timeout "
                              f"{cfg.camera_timeout_s * 1e3:.0f} ms)" + (f"; the camera failed: {error}" if error else ""))
             if fault:
-                return "fault", fault
+                return fault_now(fault)
             j = int(k * dt_s / dt_policy_s + 1e-9)                 # policy step this tick falls in
             if j != j_last:                                        # first tick of policy step j
                 if frames is not None:                             # off the clock, for the loop too
@@ -570,7 +305,7 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None, c
                 w_to = chunk[i].reshape(N_ARMS, 4) if chunk is not None and i < Ta else None
                 if camera is not None:                             # pixels: the obs comes with the frame
                     if pending is None:                            # (a camera still busy with the last is not rushed)
-                        camera.request(state["stamp_s"])
+                        camera.request(state)
                         pending = (state["stamp_s"], agent_pos(state))
                 elif state["obs"] is not None:                     # history at the policy rate, (To, Do)
                     hist, obs_stamp_s = (hist or [state["obs"]] * To)[1:] + [state["obs"]], state["stamp_s"]
@@ -579,24 +314,26 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None, c
                 lat["camera"].append(t_c - newest[0])
                 obs = {"image": newest[1], "agent_pos": pending[1]}
                 hist, obs_stamp_s, pending = (hist or [obs] * To)[1:] + [obs], pending[0], None
+            if worker is not None and (got := worker.poll()) is not None:
+                take(got)
             frac = k * dt_s / dt_policy_s - j                      # position within step j, [0, 1)
             target = w_from if w_to is None else w_from + (w_to - w_from) * frac
             target, fault = safety.filter(target)
             if fault:
-                return "fault", fault
+                return fault_now(fault)
             robot.command(target)
             t_d = time.monotonic()
             lat["command"].append(t_d - t_c)
             if e2e_from_s is not None:                             # the first command of a new chunk
                 lat["end_to_end"].append(t_d - e2e_from_s)
                 e2e_from_s = None
-            if w_to is None and pending is None:  # next chunk, from this step's obs: after the command, before the next tick
-                if policy is None:
-                    w_to = w_from                                  # dry run: hold
-                else:
-                    chunk = policy.predict_action(policy_input(hist))[0, policy.executed]  # (Ta, Da)
-                    chunk_j0, w_to, e2e_from_s = j, chunk[0].reshape(N_ARMS, 4), obs_stamp_s
-                    lat["inference"].append(time.monotonic() - t_d)
+            if w_to is None and pending is None and not (worker is not None and worker.busy()):
+                if worker is None:                                 # dry run: hold
+                    w_to = w_from
+                else:                                              # next chunk, from this step's obs
+                    worker.submit(policy_input(hist), obs_stamp_s, j)
+                    if (got := worker.poll()) is not None:         # inline: done already
+                        take(got)
             # ---- absolute deadlines: tick k must end by t0 + (k + 1) dt
             k += 1
             now_s = time.monotonic()
@@ -610,43 +347,128 @@ def run_episode(cfg, robot, policy, safety, lat, counts, t_end_s, frames=None, c
                 k = k_now
             fault = safety.check_timing(missed)
             if fault:
-                return "fault", fault
+                return fault_now(fault)
             if t0_s + k * dt_s >= t_end_s:                         # the next tick would start after the end
                 return "unfinished", None
             wait_until(t0_s + k * dt_s, spin_s)
+    except Exception as e:  # noqa: BLE001 -- a lost connection, a refused command: hold, then stop, with the reason
+        return fault_now(f"{type(e).__name__}: {e}")
     finally:  # on a fault (or an exception) the last safe command is a hold where the arms are
         if state is not None and all(np.isfinite(state[key]).all() for key in ("ee_pos", "gripper")):
-            robot.command(Safety.hold(state))
+            try:
+                robot.command(Safety.hold(state))
+                counts["hold_s"] = time.monotonic()
+            except Exception:  # noqa: BLE001 -- the connection is gone: robot.stop() is the stop left
+                counts["hold_s"] = None
+
+
+def _warmup_obs(policy):
+    To = policy.n_obs_steps
+    if getattr(policy, "obs_mode", "state") == "pixels":
+        return {"image": np.zeros((1, To, *policy.image_shape), np.uint8),
+                "agent_pos": np.zeros((1, To, AGENT_POS_DIM), np.float32)}
+    return np.zeros((1, To, OBS_DIM), np.float32)
+
+
+class Recorder:
+    """A teleoperation source (robot_io.ExpertSource, ReplaySource, or any source(obs) -> targets (Da,)) in the policy
+    worker's interface, for --record: at each policy step source(obs) gives the targets for the step's end, a chunk
+    of one (Ta = 1). Each finished episode's observations, actions and stamps are written to `path` at once (envs'
+    demo format, plus stamps_s (T,) s since the episode's first observation, success (E,), seeds (E,); a file there
+    is appended to), so an interruption loses at most the episode under way. With a camera the observations are
+    the frames and agent_pos (obs then holds agent_pos: real arms give no object state)."""
+    n_obs_steps = n_action_steps = 1
+    KEYS = ("obs", "actions", "stamps_s", "image", "agent_pos")   # per step, in that order of the file
+
+    def __init__(self, source, path, camera=False):
+        self.source, self.path, self.result, self.steps, self.episodes = source, path, None, [], []
+        self.obs_mode = "pixels" if camera else "state"
+        self.old = envs.load_demos(path) if os.path.exists(path) else None
+        if self.old is not None and not {"stamps_s", "success", "seeds"} <= set(self.old):
+            raise ValueError(f"{path} is not a robot.py recording (no stamps_s, success, seeds): record elsewhere")
+        self.first_index = 0 if self.old is None else len(self.old["episode_ends"])
+
+    def begin(self, seed):
+        self.steps, self.seed = [], seed
+        getattr(self.source, "reset", lambda seed: None)(seed)
+
+    def submit(self, obs, stamp_s, j0):
+        t_s = time.monotonic()
+        obs = {k: v[0, -1] for k, v in obs.items()} if isinstance(obs, dict) else obs[0, -1]   # this step's
+        action = np.asarray(self.source(obs), np.float32).reshape(ACTION_DIM)
+        self.steps.append((obs, action, stamp_s))
+        self.result = (action[None], stamp_s, j0, time.monotonic() - t_s)
+
+    busy, poll, check = InlinePolicy.busy, InlinePolicy.poll, InlinePolicy.check
+
+    def close(self):
+        pass
+
+    def end(self, outcome, success=None):
+        """Keep the episode under way and rewrite the file: a finished sim episode (success: the sim's flag), or any
+        episode whose success an operator gives. Returns whether it was kept."""
+        if not self.steps or (success is None and outcome not in ("success", "timeout")):
+            return False
+        obs, actions, stamps = zip(*self.steps)
+        ep = dict(actions=np.stack(actions), stamps_s=np.array(stamps) - stamps[0], success=bool(
+            outcome == "success" if success is None else success), seeds=self.seed, modes=getattr(self.source, "mode", -1))
+        if isinstance(obs[0], dict):
+            ep.update(image=np.stack([o["image"] for o in obs]), agent_pos=np.stack([o["agent_pos"] for o in obs]))
+            ep["obs"] = ep["agent_pos"]
+        else:
+            ep["obs"] = np.stack(obs).astype(np.float32)
+        self.episodes.append(ep)
+        self.steps = []
+        self._write()
+        return True
+
+    def _write(self):
+        eps, old = self.episodes, self.old or {}
+        data = {k: np.concatenate(([old[k]] if k in old else []) + [e[k] for e in eps]) for k in self.KEYS if k in eps[0]}
+        lengths = [e["actions"].shape[0] for e in eps]
+        data["episode_ends"] = np.concatenate([old.get("episode_ends", np.zeros(0, np.int64)),
+                                               len(old.get("obs", ())) + np.cumsum(lengths)]).astype(np.int64)
+        for k in ("success", "seeds", "modes"):
+            data[k] = np.concatenate([old.get(k, np.zeros(0)), [e[k] for e in eps]]).astype(bool if k == "success" else np.int64)
+        data["version"] = np.array(envs.DEMO_VERSION)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path + ".tmp", "wb") as f:
+            np.savez_compressed(f, **data)
+        os.replace(self.path + ".tmp", self.path)   # a crash mid-write never leaves a half file
 
 
 def run(cfg, robot, policy=None, camera=None):
-    """Run episodes at cfg.hz for cfg.duration_s; stop both arms (and close the camera) whatever happens; return
-    stats. A pixel policy needs a camera (SimCamera, ThreadCamera) whose frames have its image shape."""
-    pixels = getattr(policy, "obs_mode", "state") == "pixels"
-    if pixels != (camera is not None):
+    """Run episodes at cfg.hz for cfg.duration_s; stop both arms (and close the camera and the policy worker)
+    whatever happens; return stats. A pixel policy needs a camera (SimCamera, ThreadCamera) whose frames have its
+    image shape. The policy runs in a PolicyWorker (cfg.inference 'process'; it must pickle) or inline; a Recorder
+    (--record) drives in its place, and its episodes (reset with envs.demo_seed) go to its file."""
+    if (getattr(policy, "obs_mode", "state") == "pixels") != (camera is not None):
         raise ValueError("a pixel policy needs a camera, and only a pixel policy uses one")
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
-    if policy is not None:  # warm up: the first calls allocate
-        To = policy.n_obs_steps
-        obs = ({"image": np.zeros((1, To, *policy.image_shape), np.uint8),
-                "agent_pos": np.zeros((1, To, AGENT_POS_DIM), np.float32)} if pixels
-               else np.zeros((1, To, OBS_DIM), np.float32))
-        for _ in range(20):
-            policy.predict_action(obs)
     lat = {s: [] for s in LATENCY_KEYS}
-    totals = dict(ticks=0, missed=0, skipped=0, paused_s=0.0)  # paused_s: rendering --video frames
+    totals = dict(ticks=0, missed=0, skipped=0, actions_skipped=0, paused_s=0.0)  # paused_s: rendering --video frames
     safety = Safety(cfg, 1.0 / cfg.hz, robot.joint_lower, robot.joint_upper)
-    outcomes, fault, reset_s, load_start = [], None, 0.0, os.getloadavg()[0]
-    rt_priority = _set_rt_priority(cfg.rt_priority)
-    gc.collect()
-    gc.freeze()  # objects made so far are never re-scanned: shorter collector pauses in the loop
-    t_start_s = time.monotonic()
-    t_end_s = t_start_s + cfg.duration_s
+    outcomes, fault, reset_s, load_start, worker, rt_priority = [], None, 0.0, os.getloadavg()[0], None, 0
+    fault_name, _, at = cfg.inject.partition("@")
+    recorder = policy if isinstance(policy, Recorder) else None
+    seed_of, first = (envs.demo_seed, recorder.first_index) if recorder else (envs.eval_seed, 0)  # demos: other resets
     try:
+        if recorder is not None:
+            worker = recorder
+        elif policy is not None:
+            worker = (PolicyWorker(policy, _warmup_obs(policy), cfg.inference_timeout_s, dbp.resolve_device(cfg.device),
+                                   cfg.torch_threads, cfg.seed) if cfg.inference == "process"
+                      else InlinePolicy(policy, _warmup_obs(policy)))
+        rt_priority = _set_rt_priority(cfg.rt_priority)
+        gc.collect()
+        gc.freeze()  # objects made so far are never re-scanned: shorter collector pauses in the loop
+        t_start_s = time.monotonic()
+        t_end_s = t_start_s + cfg.duration_s
+        inject = [fault_name, t_start_s + float(at)] if fault_name else None
         while fault is None and time.monotonic() < t_end_s + totals["paused_s"]:
             t_s = time.monotonic()
-            seed, frames = envs.eval_seed(cfg.seed, len(outcomes)), [] if len(outcomes) < cfg.video else None
+            seed, frames = seed_of(cfg.seed, first + len(outcomes)), [] if len(outcomes) < cfg.video else None
             robot.reset(seed)                                      # between episodes: off the clock
             if camera is not None:
                 try:
@@ -656,37 +478,54 @@ def run(cfg, robot, policy=None, camera=None):
                     break
             reset_s += time.monotonic() - t_s
             safety.reset()
-            outcome, fault = run_episode(cfg, robot, policy, safety, lat, totals, t_end_s + totals["paused_s"], frames,
-                                         camera)
+            if recorder is not None:
+                recorder.begin(seed)
+            if inject is not None and inject[0]:                   # the run's time, less the resets
+                inject[1] += time.monotonic() - t_s
+            outcome, fault = run_episode(cfg, robot, worker, safety, lat, totals, t_end_s + totals["paused_s"], frames,
+                                         camera, inject)
             outcomes.append(outcome)
+            if recorder is not None:
+                recorder.end(outcome)
             if frames:
                 envs.write_video(os.path.join(cfg.video_dir, envs.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
-            if outcome == "unfinished":                     # the run's time is up
-                break
+            if outcome == "unfinished" or 0 < cfg.episodes <= sum(o in ("success", "timeout") for o in outcomes):
+                break                                              # the run's time is up, or its episodes done
     except KeyboardInterrupt:
         fault = "interrupted (Ctrl-C)"
         outcomes.append("interrupted")
     finally:
         robot.stop()
+        stop_s = time.monotonic()
         if camera is not None:
             camera.close()
+        if worker is not None:
+            worker.close()
         if rt_priority:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     elapsed_s = time.monotonic() - t_start_s
     n_done = sum(o in ("success", "timeout") for o in outcomes)
     n_success = outcomes.count("success")
+    detected_s, hold_s = totals.get("fault_s"), totals.get("hold_s")
     stats = dict(
         backend=cfg.backend, hz=cfg.hz, policy_hz=POLICY_HZ, dry_run=policy is None, duration_s=round(elapsed_s, 2),
+        inference=cfg.inference if policy is not None else None,
         ticks=totals["ticks"], deadline_misses=totals["missed"], ticks_skipped=totals["skipped"],
         deadline_met_fraction=1 - (totals["missed"] + totals["skipped"]) / max(1, totals["ticks"] + totals["skipped"]),
         achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - reset_s - totals["paused_s"]),
         video_render_s=round(totals["paused_s"], 2),
-        latency_ms={s: _percentiles(lat[s]) for s in LATENCY_KEYS}, inference_calls=len(lat["inference"]),
-        safety_clips=safety.clips, fault=fault, camera=None if camera is None else camera.stats(),
+        latency_ms={s: percentiles(lat[s]) for s in LATENCY_KEYS}, inference_calls=len(lat["inference"]),
+        actions_skipped=totals["actions_skipped"], safety_clips=safety.clips, fault=fault,
+        injected=None if "injected_s" not in totals else dict(fault=cfg.inject, at_s=round(totals["injected_s"] - t_start_s, 3)),
+        fault_to_hold_ms=None if detected_s is None or hold_s is None else round((hold_s - detected_s) * 1e3, 3),
+        fault_to_stop_ms=None if detected_s is None else round((stop_s - detected_s) * 1e3, 3),
+        camera=None if camera is None else camera.stats(), sim=getattr(robot, "stats", lambda: None)(),
         episodes=n_done, successes=n_success, success_rate=n_success / n_done if n_done else None,
         ci95=envs.wilson_interval(n_success, n_done), episodes_unfinished=len(outcomes) - n_done,
-        sim_lag_s=round(getattr(robot, "lag_s", 0.0), 4), load_avg_1m=[round(load_start, 2), round(os.getloadavg()[0], 2)],
-        torch_threads=cfg.torch_threads, rt_priority=rt_priority, ckpt=cfg.ckpt or None)
+        load_avg_1m=[round(load_start, 2), round(os.getloadavg()[0], 2)],
+        torch_threads=cfg.torch_threads, rt_priority=rt_priority, ckpt=cfg.ckpt or None,
+        recorded=None if recorder is None else dict(path=recorder.path, teleop=getattr(recorder.source, "name", "callable"),
+                                                    episodes=len(recorder.episodes), before=recorder.first_index))
     return stats
 
 
@@ -706,14 +545,28 @@ def print_stats(st):
     if st["episodes"]:
         print(f"  success {st['successes']}/{st['episodes']} = {st['success_rate']:.2f}, 95% CI [{st['ci95'][0]:.2f}, {st['ci95'][1]:.2f}] "
               f"(not counted: {st['episodes_unfinished']} cut off by the end of the run)")
+    if st["sim"]:
+        print(f"  sim physics substep {st['sim']['physics_ms']}, time dropped {st['sim']['lag_s']} s")
+    if st["recorded"]:
+        r = st["recorded"]
+        print(f"  recorded {r['episodes']} episode(s) by {r['teleop']} to {r['path']} ({r['before'] + r['episodes']} in it)")
+    if st["injected"]:
+        print(f"  injected {st['injected']['fault']} at {st['injected']['at_s']} s")
     if st["fault"]:
-        print(f"STOPPED: {st['fault']}; both arms stopped")
+        print(f"STOPPED: {st['fault']}; hold sent {st['fault_to_hold_ms']} ms after it was detected, both arms "
+              f"stopped {st['fault_to_stop_ms']} ms after")
 
 
 def main(argv=None):
     cfg = parse(sys.argv[1:] if argv is None else argv)
     policy = camera = None
-    if not cfg.dry_run:  # check the checkpoint before any arm moves
+    if cfg.record:  # a demonstrator drives
+        try:
+            source = ExpertSource() if cfg.teleop == "expert" else ReplaySource(cfg.teleop.partition(":")[2])
+            policy = Recorder(source, os.path.join(cfg.record, f"{TASK}_recorded.npz"), camera=bool(cfg.camera))
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: {e}")
+    elif not cfg.dry_run:  # check the checkpoint before any arm moves
         if not cfg.ckpt:
             sys.exit("error: --ckpt PATH is required (or --dry-run to hold position without a policy)")
         try:
@@ -733,7 +586,7 @@ def main(argv=None):
                      f"{(views, 3, *envs.SimConfig().camera_hw)}")
         elif policy.image_shape[0] != views:
             sys.exit(f"error: {cfg.ckpt} takes {policy.image_shape[0]} camera view(s); --camera names {views}")
-        if getattr(policy, "obs_mode", "state") == "pixels":              # a state policy runs in NumPy, on the CPU
+        if getattr(policy, "obs_mode", "state") == "pixels" and cfg.inference == "inline":  # a worker moves it itself
             policy.to(dbp.resolve_device(cfg.device))
     try:
         robot = SimBackend(cfg) if cfg.backend == "sim" else URBackend(cfg)
@@ -741,17 +594,26 @@ def main(argv=None):
         sys.exit(f"error: cannot start the {cfg.backend} backend: {e}")
     if getattr(policy, "obs_mode", "state") == "pixels":
         try:
+            hw = policy.image_shape[2:] if hasattr(policy, "image_shape") else envs.SimConfig().camera_hw
             camera = SimCamera(robot) if cfg.backend == "sim" else ThreadCamera(
-                opencv_grab([int(i) for i in cfg.camera.split(",")], policy.image_shape[2:]), f"opencv {cfg.camera}")
+                opencv_grab([int(i) for i in cfg.camera.split(",")], hw), f"opencv {cfg.camera}")
         except (ImportError, RuntimeError) as e:  # opencv-python missing, a device that does not open
             robot.stop()
             sys.exit(f"error: cannot start the camera: {e}")
-    stats = run(cfg, robot, policy, camera)
+    try:
+        stats = run(cfg, robot, policy, camera)
+    except RuntimeError as e:  # the policy worker did not start (the arms were stopped)
+        sys.exit(f"error: {e}")
+    if isinstance(policy, Recorder) and policy.steps and cfg.backend == "ur":  # the operator labels the episode
+        answer = input(f"record the episode ({len(policy.steps)} steps)? y: a success, n: a failure, else drop it: ")
+        if answer.strip().lower()[:1] in ("y", "n"):
+            stats["recorded"]["episodes"] += policy.end("unfinished", success=answer.strip().lower().startswith("y"))
     print_stats(stats)
     if cfg.stats_json:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.stats_json)), exist_ok=True)
-        with open(cfg.stats_json, "w") as f:
+        with open(cfg.stats_json + ".tmp", "w") as f:
             json.dump(stats, f, indent=2)
+        os.replace(cfg.stats_json + ".tmp", cfg.stats_json)
         print(f"wrote {cfg.stats_json}")
     return 1 if stats["fault"] else 0
 

@@ -452,8 +452,8 @@ class HoldPolicy:
     """Any object with predict_action, n_obs_steps and n_action_steps is a policy for envs.evaluate."""
     n_obs_steps, n_action_steps = 2, 3
 
-    def __init__(self):
-        self.obs_shapes = []
+    def __init__(self, delay_s=0.0):
+        self.obs_shapes, self.delay_s = [], delay_s
 
     def predict_action(self, obs):
         self.obs_shapes.append(obs.shape)
@@ -673,7 +673,7 @@ def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
 MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"),
               ("ent_coef", "0"), ("anchor_coef", "0"), ("imitation_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
               ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
-              ("workspace_low_m", "0"), ("video", "0")}
+              ("workspace_low_m", "0"), ("video", "0"), ("episodes", "0")}
 
 
 @pytest.mark.parametrize("parse, cls", [
@@ -841,19 +841,20 @@ def test_loop_holds_and_stops_on_a_fault(spoil, message):
     assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))  # last command: hold where the arms were
 
 
-def test_an_exception_still_stops_both_arms():
+def test_a_backend_exception_is_a_fault_that_holds_and_stops_both_arms():
     arms = FakeArms(_raise)
-    with pytest.raises(RuntimeError, match="connection lost"):
-        robot.run(robot.RobotConfig(hz=200.0, duration_s=5.0), arms)
-    assert arms.stopped
+    stats = robot.run(robot.RobotConfig(hz=200.0, duration_s=5.0), arms)
+    assert stats["fault"] == "RuntimeError: connection lost" and arms.stopped and stats["ticks"] == 20
+    assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))  # last command: hold where the arms were
+    assert 0 <= stats["fault_to_hold_ms"] < 5 and stats["fault_to_stop_ms"] >= stats["fault_to_hold_ms"]
 
 
 class StepPolicy:
     """Stub policy: chunk c holds the targets of policy steps c*Ta .. c*Ta+Ta-1, arm 0 moving +1 mm in x per step."""
     n_obs_steps, n_action_steps, horizon, executed = 2, 2, 3, slice(1, 3)
 
-    def __init__(self):
-        self.obs_shapes = []
+    def __init__(self, delay_s=0.0):
+        self.obs_shapes, self.delay_s = [], delay_s
 
     def predict_action(self, obs):
         self.obs_shapes.append(obs.shape)
@@ -863,16 +864,54 @@ class StepPolicy:
         return chunk
 
 
-def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
-    cfg = robot.RobotConfig(hz=20.0)                                   # 2 ticks per policy step
-    arms, policy, counts = FakeArms(spoil=None, after=10 ** 9), StepPolicy(), dict(ticks=0, missed=0, skipped=0)
-    lat = {s: [] for s in robot.LATENCY_KEYS}
+def _episode(worker, hz, seconds):
+    cfg, arms = robot.RobotConfig(hz=hz), FakeArms(spoil=None, after=10 ** 9)
+    counts, lat = dict(ticks=0, missed=0, skipped=0, actions_skipped=0), {s: [] for s in robot.LATENCY_KEYS}
     safety = robot.Safety(cfg, 1 / cfg.hz, arms.joint_lower, arms.joint_upper)
-    outcome, fault = robot.run_episode(cfg, arms, policy, safety, lat, counts, robot.time.monotonic() + 0.49)
+    outcome, fault = robot.run_episode(cfg, arms, worker, safety, lat, counts, robot.time.monotonic() + seconds)
     assert outcome == "unfinished" and fault is None and counts["skipped"] == 0
-    x = np.array([c[0, 0] for c in arms.commands[:-1]])                # the last command is the final hold
+    return np.array([c[0, 0] for c in arms.commands[:-1]]), counts     # the last command is the final hold
+
+
+def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
+    policy = StepPolicy()
+    worker = robot.InlinePolicy(policy, np.zeros((1, 2, 14), np.float32))
+    policy.obs_shapes.clear()                                          # the warm-up calls
+    x, counts = _episode(worker, hz=20.0, seconds=0.49)                # 2 ticks per policy step
     assert np.allclose(x, 0.5 + 0.0005 * np.arange(len(x)))            # a straight ramp through the targets
     assert len(x) == 10 and len(policy.obs_shapes) == 3 and policy.obs_shapes[0] == (1, 2, 14)  # steps 0, 2, 4
+    assert counts["actions_skipped"] == 0
+
+
+class SlowWorker:
+    """PolicyWorker's interface around StepPolicy, each chunk delay_s late: a slow inference off the loop's thread."""
+    n_obs_steps, n_action_steps = StepPolicy.n_obs_steps, StepPolicy.n_action_steps
+
+    def __init__(self, delay_s):
+        self.policy, self.delay_s, self.job = StepPolicy(), delay_s, None
+
+    def submit(self, obs, stamp_s, j0):
+        self.job = (robot.time.monotonic() + self.delay_s, self.policy.predict_action(obs)[0, 1:3], stamp_s, j0)
+
+    def busy(self):
+        return self.job is not None
+
+    def poll(self):
+        if self.job is None or robot.time.monotonic() < self.job[0]:
+            return None
+        (_, chunk, stamp_s, j0), self.job = self.job, None
+        return chunk, stamp_s, j0, self.delay_s
+
+    def check(self, now_s):
+        return None
+
+
+def test_a_late_chunk_skips_the_targets_whose_time_has_passed_and_no_tick_waits_for_it():
+    x, counts = _episode(SlowWorker(delay_s=0.135), hz=100.0, seconds=0.69)  # chunks of steps 0, 2, 4: 1 step late
+    assert counts["actions_skipped"] == 3 and counts["ticks"] == 69     # every tick ran while the chunks were late
+    assert np.allclose(x[:14], 0.5)                                    # step 0 and the tick the chunk came: hold
+    # from tick 14 the chunk's target for step 1 (0.502, its step-0 target 0.501 skipped) at 0.4 of the step
+    assert np.allclose(x[14:20], 0.5 + 0.002 * np.arange(4, 10) / 10)
 
 
 def _robot_pixel_policy(hw=(32, 32)):
@@ -904,7 +943,8 @@ def _grab_until(seconds, fail=None):
 def test_a_stale_camera_frame_stops_the_loop(fail, message):
     arms, policy = FakeArms(spoil=None, after=10 ** 9), _robot_pixel_policy()
     camera = robot.ThreadCamera(_grab_until(1.0, fail))
-    stats = robot.run(robot.RobotConfig(hz=100.0, duration_s=5.0, camera_timeout_s=0.1), arms, policy, camera)
+    cfg = robot.RobotConfig(hz=100.0, duration_s=5.0, camera_timeout_s=0.1, inference="inline")
+    stats = robot.run(cfg, arms, policy, camera)
     assert message in stats["fault"] and "stale camera frame" in stats["fault"] and arms.stopped
     assert stats["duration_s"] < 1.5 and stats["inference_calls"] >= 1         # it ran on frames, then stopped
     assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))   # last command: hold where the arms were
@@ -916,7 +956,8 @@ def test_a_pixel_policy_waits_for_each_steps_frame_and_needs_a_camera():
     with pytest.raises(ValueError, match="pixel policy needs a camera"):
         robot.run(robot.RobotConfig(duration_s=0.5), arms, policy)
     stats = robot.run(robot.RobotConfig(hz=100.0, duration_s=1.0), arms, policy, robot.ThreadCamera(_grab_until(10)))
-    assert stats["fault"] is None and stats["inference_calls"] == 2            # policy steps 0 and 8
+    assert stats["fault"] is None and stats["inference_calls"] == 2            # policy steps 0 and 8, in the worker
+    assert stats["inference"] == "process" and stats["actions_skipped"] == 0
     cam, e2e = stats["latency_ms"]["camera"], stats["latency_ms"]["end_to_end"]
     assert cam["n"] == 10 and cam["max"] < 50 and e2e["n"] == 2                # one frame per policy step
     assert stats["camera"]["source"] == "callable" and stats["camera"]["shape"] == [1, 3, 32, 32]
@@ -942,8 +983,9 @@ def test_short_sim_run_writes_the_stats(tiny_ckpt, tmp_path):
     assert stats["fault"] is None and not stats["dry_run"] and stats["hz"] == 100.0
     assert stats["ticks"] > 100 and 0 <= stats["deadline_met_fraction"] <= 1 and stats["achieved_hz"] > 0
     assert stats["inference_calls"] >= 3                               # one chunk per 8 policy steps (0.8 s)
-    for stage in ("state_read", "inference", "command", "physics", "tick"):
+    for stage in ("state_read", "inference", "command", "tick", "end_to_end"):
         assert set(stats["latency_ms"][stage]) == {"p50", "p99", "max", "n"}
+    assert stats["sim"]["physics_ms"]["n"] > 200 and stats["inference"] == "process"   # 120 Hz in its own process
     assert stats["episodes"] + stats["episodes_unfinished"] >= 1 and len(stats["ci95"]) == 2
     assert set(stats["safety_clips"]) == {"workspace", "gripper", "step"}
 
@@ -998,6 +1040,81 @@ def test_dry_run_holds_without_a_policy(tmp_path):
     stats = json.load(open(out))
     assert stats["dry_run"] and stats["inference_calls"] == 0 and stats["latency_ms"]["inference"] is None
     assert stats["fault"] is None and stats["ticks"] > 50 and stats["safety_clips"]["step"] == 0
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("disconnect", "ConnectionError: lost the connection to the robot"),
+    ("read-timeout", "TimeoutError: no state from the robot in time"),
+    ("refuse", "RuntimeError: the controller refused the command"),
+    ("freeze", "stale robot state"),
+    ("clock-jump", "the robot's clock jumped"),
+    ("worker-crash", "the policy worker died (exit code 3)"),
+    ("worker-hang", "the policy worker gave no chunk"),
+])
+def test_each_injected_fault_holds_and_stops_both_arms(tiny_ckpt, tmp_path, fault, message):
+    out = str(tmp_path / "stats.json")
+    run = ["--ckpt", tiny_ckpt] if fault.startswith("worker") else ["--dry-run"]
+    assert robot.main([*run, "--duration-s", "10", "--inject", f"{fault}@0.3", "--stats-json", out]) == 1
+    stats = json.load(open(out))
+    assert message in stats["fault"] and stats["injected"] == dict(fault=f"{fault}@0.3", at_s=pytest.approx(0.3, abs=0.05))
+    assert stats["duration_s"] < 2.5                                   # detected at once (a hang: at its next chunk)
+    if fault in ("disconnect", "refuse"):                              # no command gets through: the sim's own stop
+        assert stats["fault_to_hold_ms"] is None
+    else:                                                              # the hold: in the tick that found the fault
+        assert 0 <= stats["fault_to_hold_ms"] < 10
+    assert stats["fault_to_stop_ms"] < 50 and stats["sim"]["physics_ms"]["n"] > 10    # and the sim confirmed it
+
+
+def test_inject_is_checked_before_anything_starts():
+    for flags, message in [(["--inject", "melt@1"], "FAULT one of"), (["--inject", "freeze"], "FAULT@SECONDS"),
+                           (["--inject", "worker-crash@1", "--dry-run"], "needs a policy"),
+                           (["--inject", "freeze@1", "--backend", "ur"], "needs --backend sim")]:
+        with pytest.raises(SystemExit) as e:
+            robot.parse(flags)
+        assert message in str(e.value.code)
+
+
+def test_record_writes_labelled_demos_that_append_replay_and_train(tmp_path):
+    rec, out = str(tmp_path / "rec"), str(tmp_path / "stats.json")
+    assert robot.main(["--record", rec, "--episodes", "2", "--duration-s", "60", "--stats-json", out]) == 0
+    path = os.path.join(rec, "bimanual_recorded.npz")
+    demo = envs.load_demos(path)
+    assert json.load(open(out))["recorded"] == dict(path=path, teleop="expert", episodes=2, before=0)
+    assert demo["success"].tolist() == [True, True] and demo["seeds"].tolist() == [envs.demo_seed(0, i) for i in (0, 1)]
+    first = demo["stamps_s"][:demo["episode_ends"][0]]                 # stamped at the policy rate
+    assert first[0] == 0 and np.allclose(np.diff(first), 0.1, atol=0.02) and demo["obs"].shape[1:] == (14,)
+    steps, _, _, _ = envs.expert_episode(envs.make_env("bimanual"), envs.demo_seed(0, 0))
+    assert len(steps) <= len(first) <= 2 * len(steps)                  # the expert's episode (the loop ramps to each
+                                                                       # target over its step, envs jumps: a bit slower)
+    # a replay of the file is a teleoperation source; the new episodes are appended, seeded after the old
+    args = ["--record", rec, "--teleop", f"replay:{path}", "--episodes", "1", "--duration-s", "60", "--stats-json", out]
+    assert robot.main(args) == 0
+    again = envs.load_demos(path)
+    assert len(again["episode_ends"]) == 3 and again["seeds"][2] == envs.demo_seed(0, 2) and again["success"][2]
+    assert np.array_equal(again["actions"][len(demo["obs"]):][:5], demo["actions"][:5])   # episode 0's actions
+    for flags, message in [(["--teleop", "joystick"], "must be 'expert' or 'replay:FILE'"),
+                           (["--record", rec, "--dry-run"], "leave out --ckpt and --dry-run")]:
+        with pytest.raises(SystemExit) as e:
+            robot.parse(flags)
+        assert message in str(e.value.code)
+    train.main(["--stage", "pretrain", *TINY, "--steps", "50", "--demos-file", path, "--task", "bimanual",
+                "--out", str(tmp_path / "r")])
+    assert json.load(open(tmp_path / "r" / "eval.json"))["demos"] == 3
+    with pytest.raises(SystemExit) as e:                               # a file of another task's dims
+        train.main(["--stage", "pretrain", *TINY, "--demos-file", path, "--task", "push", "--out", str(tmp_path / "p")])
+    assert "holds obs/action dims (14, 8); task 'push' with --obs state needs (9, 4)" in str(e.value.code)
+
+
+def test_only_the_successful_episodes_of_a_demo_file_are_trained_on():
+    demo = dict(obs=np.arange(10.0)[:, None], actions=np.arange(10.0)[:, None], stamps_s=np.arange(10.0),
+                episode_ends=np.array([3, 7, 10]), modes=np.array([-1, -1, -1]), success=np.array([True, False, True]),
+                seeds=np.array([5, 6, 7]), version=np.array(2))
+    kept = envs.successful(demo)
+    assert kept["obs"][:, 0].tolist() == [0, 1, 2, 7, 8, 9] and kept["episode_ends"].tolist() == [3, 6]
+    assert kept["seeds"].tolist() == [5, 7] and kept["version"] == 2
+    demo["success"][:] = False
+    with pytest.raises(ValueError, match="no successful episode"):
+        envs.successful(demo)
 
 
 # ----------------------------------------------------------------------------- checkpoints

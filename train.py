@@ -85,6 +85,8 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, dbp.DeviceConfig):
     eval_every: int = option(5000, "steps between periodic evaluations (of eval_episodes_periodic episodes) and "
                              "checkpoints (2000 with --obs pixels)", ge=1)
     eval_episodes_periodic: int = option(10, "episodes per periodic evaluation", ge=1)
+    demos_file: str = option("", "train on the successful episodes of this demo file (robot.py --record's, or envs' "
+                             "format) instead of the scripted expert's demos (--demos, --demo-dir unused)")
 
 
 # --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
@@ -243,7 +245,19 @@ def optimizer_step(policy, loss, opt, sched, ema, grad_clip):
 def windows(cfg, task):
     """The demonstrations of a task as training windows: (demo, obs (N, To, Do), actions (N, Th, Da)); with
     cfg.obs "pixels", obs is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, Do)}."""
-    demo = envs.load_demos(envs.collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir, obs_mode=cfg.obs))
+    if getattr(cfg, "demos_file", ""):
+        try:
+            demo = envs.successful(envs.load_demos(cfg.demos_file))
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: --demos-file: {e}")
+        env = envs.make_env(task).unwrapped
+        dims, want = (demo["obs"].shape[1], demo["actions"].shape[1]), (env.state_space.shape[0], env.action_space.shape[0])
+        env.close()
+        if dims != want or (cfg.obs == "pixels" and "image" not in demo):
+            sys.exit(f"error: --demos-file {cfg.demos_file} holds obs/action dims {dims}"
+                     + (" without images" if dims == want else "") + f"; task {task!r} with --obs {cfg.obs} needs {want}")
+    else:
+        demo = envs.load_demos(envs.collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir, obs_mode=cfg.obs))
     obs, actions = envs.make_windows(demo, cfg.n_obs_steps, cfg.horizon, cfg.obs)
     if cfg.k > len(actions):
         sys.exit(f"error: --k {cfg.k}: must be <= the {len(actions)} demonstration windows")
@@ -379,7 +393,8 @@ def pretrain(cfg, ckpt):
         return None
     train_seconds, t1 = run.seconds, time.time()
     result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
-    result.update(task=cfg.task, steps=step, demos=cfg.demos, train_seconds=round(train_seconds, 1),
+    result.update(task=cfg.task, steps=step, demos=len(demo["episode_ends"]), demos_file=cfg.demos_file or None,
+                  train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
     result = run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
     if group is not None:

@@ -1,0 +1,600 @@
+"""What robot.py's control loop talks to, each off the loop's thread: the arms, the cameras, the policy.
+
+  backends  SimBackend: the bimanual PyBullet task (envs.py) in a process of its own that steps its physics in
+            wall-clock real time, as a robot's controller runs beside the loop; URBackend: two UR arms (ur_rtde).
+            Interface: reset(seed), read_state() -> dict(stamp_s, joint_pos (N_ARMS, n_joints), ee_pos (N_ARMS, 3),
+            gripper (N_ARMS,) opening in m, obs (Do,) or None, scene_pose or None), command(target (N_ARMS, 4)),
+            success(), stop() (hold where the arms are, then release); joint_lower/joint_upper (N_ARMS, n_joints),
+            max_policy_steps per episode (None: one long episode). A lost connection raises.
+  cameras   SimCamera (the sim's cameras, rendered from a mirror of the scene in a process of their own),
+            ThreadCamera (any grab() on a thread, e.g. opencv_grab).
+  policy    PolicyWorker: predict_action in a process of its own; the loop posts an observation and picks the chunk
+            up when it is done, so inference never takes a tick.
+"""
+import ctypes
+import multiprocessing as mp
+import os
+import threading
+import time
+
+import numpy as np
+
+import envs
+
+TASK = "bimanual"
+OBS_DIM = len(envs.BimanualEnv.obs_names)       # Do = 14: ee0 xyz, gripper0, ee1 xyz, gripper1, bar ends
+N_ARMS = len(envs.BimanualEnv.ARM_BASES)
+ACTION_DIM = 4 * N_ARMS                          # Da = 8: per arm absolute EE target (x, y, z, g)
+POLICY_HZ = envs.SimConfig.control_hz            # the rate the policy was trained at
+FAULTS = ("disconnect", "read-timeout", "refuse", "freeze", "clock-jump", "worker-crash", "worker-hang")
+CLOCK_JUMP_S = 1.0                               # how far an injected clock-jump moves the robot's clock
+
+
+def percentiles(x_s):
+    """Seconds -> dict of p50, p99, max in ms and the count; None for none."""
+    if not x_s:
+        return None
+    ms = np.asarray(x_s) * 1e3
+    return dict(p50=round(float(np.percentile(ms, 50)), 4), p99=round(float(np.percentile(ms, 99)), 4),
+                max=round(float(ms.max()), 4), n=len(ms))
+
+
+def hold_target(state):
+    """Target (N_ARMS, 4) that keeps the arms where they are: measured EE, gripper at its opening."""
+    g = 1.0 - np.clip(state["gripper"] / envs.MAX_OPENING, 0.0, 1.0)
+    return np.concatenate([state["ee_pos"], g[:, None]], axis=1)
+
+
+def _spawn(ctx, what, target, *args, timeout_s=60.0):
+    """Start target(conn, *args) in a spawned process; wait for its first message (it is ready) -> (conn, process,
+    message). RuntimeError when it dies or stays silent (its imports and scene take seconds)."""
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    t_end_s = time.monotonic() + timeout_s
+    while not conn.poll(0.1):
+        if not proc.is_alive() or time.monotonic() > t_end_s:
+            proc.terminate()
+            raise RuntimeError(f"the {what} process did not start" + (f" in {timeout_s:g} s" if proc.is_alive() else
+                                                                      f": it exited with code {proc.exitcode}"))
+    return conn, proc, conn.recv()
+
+
+def _ask(conn, proc, what, msg, timeout_s):
+    """Send msg to a worker process and wait for its answer; RuntimeError when it is gone or silent."""
+    try:
+        conn.send(msg)
+        if conn.poll(timeout_s):
+            return conn.recv()
+    except (OSError, EOFError) as e:
+        raise RuntimeError(f"the {what} process is gone ({type(e).__name__}: {e})") from None
+    raise RuntimeError(f"the {what} process gave no answer to {msg[0]!r} in {timeout_s:g} s"
+                       + ("" if proc.is_alive() else f" (it exited with code {proc.exitcode})"))
+
+
+# ----------------------------------------------------------------------------- sim backend
+def _sim_worker(conn, lock, state_buf, cmd_buf, video):
+    """SimBackend's process: the task stepped one physics substep (1 / physics_hz s) at a time as the monotonic
+    clock makes it due, the latest command turned into joint targets (IK) before each, the state published after."""
+    wrapped = envs.make_env(TASK, render_mode="rgb_array" if video else None)
+    env = wrapped.unwrapped
+    hz, n_joints = env.cfg.physics_hz, len(envs.ARM_JOINTS)
+    max_catchup = round(hz / POLICY_HZ)    # a stall: never run more than one policy step (0.1 s) at once
+    env.reset(seed=0)
+    shapes = dict(stamp_s=(), success=(), joint_pos=(N_ARMS, n_joints), ee_pos=(N_ARMS, 3), gripper=(N_ARMS,),
+                  obs=(OBS_DIM,), scene_pose=env.scene_pose().shape)
+    layout, at = {}, 0
+    for name, shape in shapes.items():
+        layout[name], at = (at, shape), at + int(np.prod(shape))
+    state, cmd = np.frombuffer(state_buf, np.float64), np.frombuffer(cmd_buf, np.float64)
+    assert at <= len(state), "SimBackend's state buffer is too small"
+    t0_s = paused_s = None              # the clock: substep n is due at t0_s + (n + 1) / hz; paused_s: since when
+    n, frozen, clock_offset_s, lag_s, step_s = 0, False, 0.0, 0.0, []
+
+    def publish():
+        if frozen:                      # an injected freeze: the state stops changing, stamp and all
+            return
+        arms = env.arm_state()
+        values = dict(stamp_s=t0_s + n / hz + clock_offset_s, success=float(env.score()[1]),
+                      joint_pos=[a["joint_pos"] for a in arms], ee_pos=[a["ee_pos"] for a in arms],
+                      gripper=[a["gripper"] for a in arms], obs=env.get_obs(), scene_pose=env.scene_pose())
+        with lock:
+            for name, (i, shape) in layout.items():
+                state[i:i + int(np.prod(shape))] = np.ravel(values[name])
+
+    conn.send(("ready", layout, [a.lower for a in env.arms], [a.upper for a in env.arms],
+               wrapped.spec.max_episode_steps))
+    while True:
+        running = t0_s is not None and paused_s is None
+        if conn.poll(max(0.0, t0_s + (n + 1) / hz - time.monotonic()) if running else None):
+            kind, *args = conn.recv()
+            now_s = time.monotonic()
+            if kind == "reset":
+                env.reset(seed=args[0])
+                cmd[0] = 0.0                    # no command yet: the arms keep their reset targets
+                t0_s, paused_s, n, frozen, clock_offset_s = now_s, None, 0, False, 0.0
+            elif kind == "pause":
+                paused_s = now_s
+            elif kind == "resume":
+                t0_s, paused_s = t0_s + now_s - paused_s, None
+            elif kind == "render":              # simulated time stands still while it renders
+                frame = env.render()
+                t0_s += time.monotonic() - now_s
+            elif kind == "freeze":
+                frozen = True
+            elif kind == "clock-jump":
+                clock_offset_s += CLOCK_JUMP_S
+            elif kind == "stop":                # hold: joint targets for the EE where it is now, then release
+                arms = env.arm_state()
+                env.apply_action(hold_target(dict(ee_pos=np.array([a["ee_pos"] for a in arms]),
+                                                  gripper=np.array([a["gripper"] for a in arms]))).ravel())
+                conn.send("held")
+                conn.send(dict(physics_ms=percentiles(step_s), lag_s=round(lag_s, 4)))
+                env.close()
+                return
+            if kind in ("reset", "resume", "render", "clock-jump"):
+                publish()
+            if kind in ("reset", "pause", "resume", "render"):
+                conn.send(frame if kind == "render" else "ok")
+            continue
+        t_s = time.monotonic()
+        due = int((t_s - t0_s) * hz) - n
+        if due <= 0:
+            continue
+        if due > max_catchup:                   # stalled: drop time rather than burst (it shows up as lag_s)
+            t0_s += (due - max_catchup) / hz
+            lag_s += (due - max_catchup) / hz
+            due = max_catchup
+        with lock:
+            target = cmd[1:].copy() if cmd[0] else None
+        if target is not None:
+            env.apply_action(target)
+        env.step_physics(due)
+        n += due
+        publish()
+        step_s.append(time.monotonic() - t_s)
+
+
+class SimBackend:
+    """The bimanual task of envs.py in a process of its own that runs its physics in wall-clock real time, one
+    substep (1 / physics_hz s, 120 Hz) as each falls due, whatever the loop's rate: like a robot's controller,
+    it never waits for the loop, and the loop reads its latest state and posts commands through shared memory
+    (microseconds). The state changes only at substeps; its stamp is the simulated time of the last one, on the
+    monotonic clock. inject(fault) plays the faults of FAULTS (robot.py --inject)."""
+
+    def __init__(self, cfg):
+        ctx = mp.get_context("spawn")
+        self._lock, self._state = ctx.Lock(), ctx.RawArray(ctypes.c_double, 256)
+        self._cmd = ctx.RawArray(ctypes.c_double, 1 + ACTION_DIM)   # [command count, target]
+        self._conn, self._proc, ready = _spawn(ctx, "sim", _sim_worker, self._lock, self._state, self._cmd, cfg.video)
+        _, layout, lower, upper, self.max_policy_steps = ready   # 60 policy steps = 6 s
+        self._views = {name: (i, i + int(np.prod(shape)), shape) for name, (i, shape) in layout.items()}
+        self._np_state, self._np_cmd = np.frombuffer(self._state, np.float64), np.frombuffer(self._cmd, np.float64)
+        self.joint_lower, self.joint_upper = np.array(lower), np.array(upper)
+        self.injected, self.sim_stats = None, None
+
+    def _ask(self, *msg, timeout_s=10.0):
+        return _ask(self._conn, self._proc, "sim", msg, timeout_s)
+
+    def reset(self, seed):
+        self._ask("reset", seed)
+
+    def read_state(self):
+        if self.injected in ("disconnect", "read-timeout"):
+            raise (ConnectionError("lost the connection to the robot") if self.injected == "disconnect"
+                   else TimeoutError("no state from the robot in time"))
+        with self._lock:
+            flat = self._np_state.copy()
+        state = {name: flat[i:j].reshape(shape) for name, (i, j, shape) in self._views.items()}
+        state["stamp_s"], state["obs"] = float(state["stamp_s"]), state["obs"].astype(np.float32)
+        return state
+
+    def command(self, target):
+        if self.injected in ("disconnect", "refuse"):
+            raise (ConnectionError("lost the connection to the robot") if self.injected == "disconnect"
+                   else RuntimeError("the controller refused the command"))
+        with self._lock:
+            self._np_cmd[1:] = np.ravel(target)
+            self._np_cmd[0] += 1.0              # applied before the next physics substep
+
+    def success(self):
+        i, _, _ = self._views["success"]
+        return bool(self._np_state[i] > 0.5)
+
+    def render(self):
+        """A frame (H, W, 3) uint8 of the video camera (cfg.video), off the clock: simulated time stands still."""
+        return self._ask("render")
+
+    def pause(self):
+        """Simulated time stands still until resume() (a camera's start, off the clock)."""
+        self._ask("pause")
+
+    def resume(self):
+        self._ask("resume")
+
+    def inject(self, fault):
+        """Play a fault from now on: the interface's (disconnect, read-timeout, refuse) here, the state's (freeze,
+        clock-jump: the robot's clock moves CLOCK_JUMP_S ahead) in the sim process."""
+        if fault in ("freeze", "clock-jump"):
+            self._conn.send((fault,))
+        else:
+            self.injected = fault
+
+    def stop(self):
+        """Hold both arms where they are, then release the sim; also after a lost connection (the sim plays the
+        controller's own stop, as a UR arm stops when its servo commands stop coming)."""
+        try:  # returns once the hold is applied; the process then releases the sim and exits on its own
+            self._ask("stop", timeout_s=5.0)
+        except RuntimeError:
+            self._proc.terminate()
+
+    def stats(self):
+        """The sim process's own figures (physics substep time, time dropped), once it has stopped."""
+        if self.sim_stats is None and self._conn.poll(5.0):
+            self.sim_stats = self._conn.recv()
+        return self.sim_stats
+
+
+# ----------------------------------------------------------------------------- policy worker
+def _policy_worker(conn, policy, device, threads, seed):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if hasattr(policy, "to"):
+        policy.to(device)
+    conn.send("ready")
+    while True:
+        kind, *args = conn.recv()
+        if kind == "obs":
+            obs, stamp_s, j0 = args
+            t_s = time.monotonic()
+            chunk = policy.predict_action(obs)[0, policy.executed]     # (Ta, Da)
+            conn.send((np.asarray(chunk), stamp_s, j0, time.monotonic() - t_s))
+        elif kind == "worker-crash":
+            os._exit(3)
+        elif kind == "worker-hang":
+            time.sleep(1e9)
+        else:
+            return
+
+
+class PolicyWorker:
+    """policy.predict_action in a process of its own (spawned: the policy is pickled there; a torch policy runs
+    on `device`, a NumPy one on the CPU), so a slow inference delays a chunk, never a tick. submit() posts an
+    observation history with its stamp and policy step; poll() returns (chunk (Ta, Da), stamp_s, j0, seconds) once
+    done, else None; check(now_s) names a fault: the process died, or a chunk is timeout_s late."""
+
+    def __init__(self, policy, warmup_obs, timeout_s, device="cpu", threads=1, seed=0):
+        self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
+        self.timeout_s, self.sent_s = timeout_s, None
+        ctx = mp.get_context("spawn")
+        self._conn, self._proc, _ = _spawn(ctx, "policy worker", _policy_worker, policy, device, threads, seed,
+                                           timeout_s=120.0)
+        for _ in range(20):  # warm up: the first calls allocate
+            self.submit(warmup_obs, 0.0, 0)
+            while self.poll() is None:
+                if fault := self.check(time.monotonic()):
+                    self.close()
+                    raise RuntimeError(f"warming up: {fault}")
+                time.sleep(0.0005)
+
+    def submit(self, obs, stamp_s, j0):
+        self._conn.send(("obs", obs, stamp_s, j0))
+        self.sent_s = time.monotonic()
+
+    def busy(self):
+        return self.sent_s is not None
+
+    def poll(self):
+        if self.sent_s is None or not self._conn.poll():
+            return None
+        self.sent_s = None
+        return self._conn.recv()
+
+    def check(self, now_s):
+        if not self._proc.is_alive():
+            return f"the policy worker died (exit code {self._proc.exitcode})"
+        if self.sent_s is not None and now_s - self.sent_s > self.timeout_s:
+            return (f"the policy worker gave no chunk in {(now_s - self.sent_s) * 1e3:.0f} ms "
+                    f"(timeout {self.timeout_s * 1e3:.0f} ms)")
+        return None
+
+    def inject(self, fault):
+        self._conn.send((fault,))
+
+    def close(self):
+        if self._proc.is_alive() and self.sent_s is None:  # idle: it stops; busy (or hung): it is terminated
+            try:
+                self._conn.send(("stop",))
+                self._proc.join(timeout=2.0)
+            except OSError:
+                pass
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+
+class InlinePolicy:
+    """PolicyWorker's interface in the loop's own thread: submit() runs predict_action at once, after the tick's
+    command (robot.py --inference inline: the way before the worker; a stub policy in a test, a debugger)."""
+
+    def __init__(self, policy, warmup_obs):
+        self.policy, self.result = policy, None
+        self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
+        for _ in range(20):
+            policy.predict_action(warmup_obs)
+
+    def submit(self, obs, stamp_s, j0):
+        t_s = time.monotonic()
+        chunk = self.policy.predict_action(obs)[0, self.policy.executed]
+        self.result = (np.asarray(chunk), stamp_s, j0, time.monotonic() - t_s)
+
+    def busy(self):
+        return self.result is not None
+
+    def poll(self):
+        result, self.result = self.result, None
+        return result
+
+    def check(self, now_s):
+        return None
+
+    def inject(self, fault):
+        raise ValueError(f"{fault} needs the policy worker (--inference process)")
+
+    def close(self):
+        pass
+
+
+# ----------------------------------------------------------------------------- UR backend
+class URBackend:
+    """Two UR arms through ur_rtde (`pip install ur_rtde`). UNTESTED ON HARDWARE in this repo.
+    A user must configure: --ur-ips (arm 0 = the right arm at y = -0.35 m); each base frame
+    axis-aligned with the sim's world frame at envs.BimanualEnv.ARM_BASES (targets are
+    translated, not rotated: calibrate); the tool orientation is held as found at start (point
+    the grippers down first); each gripper is one digital output (--ur-gripper-pin), its
+    opening estimated from the command. A pixel policy sees the bar through --camera. A state
+    policy also observes the bar's ends, which no UR sensor gives: pass object_obs() -> (6,)
+    world positions from your perception and call run(cfg, URBackend(cfg, object_obs), policy)."""
+
+    max_policy_steps = None  # one long episode, until --duration-s
+
+    def __init__(self, cfg, object_obs=None):
+        import rtde_control, rtde_io, rtde_receive   # imported only when this backend is chosen
+        ips = [ip.strip() for ip in cfg.ur_ips.split(",") if ip.strip()]
+        if len(ips) != N_ARMS:
+            raise ValueError(f"--ur-ips needs {N_ARMS} comma-separated IPs, got {cfg.ur_ips!r}")
+        self.recv = [rtde_receive.RTDEReceiveInterface(ip) for ip in ips]
+        self.ctrl = [rtde_control.RTDEControlInterface(ip) for ip in ips]
+        self.io = [rtde_io.RTDEIOInterface(ip) for ip in ips]
+        self.cfg, self.object_obs, self.dt_s = cfg, object_obs, 1.0 / cfg.hz
+        self.base_m = np.array(envs.BimanualEnv.ARM_BASES)
+        self.rotvec = [np.array(r.getActualTCPPose()[3:]) for r in self.recv]
+        self.joint_lower, self.joint_upper = np.full((N_ARMS, 6), -2 * np.pi), np.full((N_ARMS, 6), 2 * np.pi)
+        self.g = np.zeros(N_ARMS)
+        self.stamps = [(None, time.monotonic())] * N_ARMS   # (controller timestamp, host time it changed)
+
+    def reset(self, seed):
+        pass
+
+    def read_state(self):
+        now_s, ee, q = time.monotonic(), [], []
+        for i, r in enumerate(self.recv):
+            ts = r.getTimestamp()
+            if ts != self.stamps[i][0]:   # the watchdog sees how long a controller has been silent
+                self.stamps[i] = (ts, now_s)
+            ee.append(np.array(r.getActualTCPPose()[:3]) + self.base_m[i])
+            q.append(np.array(r.getActualQ()))
+        gripper = envs.MAX_OPENING * (1.0 - self.g)
+        arm_obs = np.concatenate([np.append(e, o) for e, o in zip(ee, gripper)])
+        obs = None if self.object_obs is None else np.concatenate([arm_obs, self.object_obs()]).astype(np.float32)
+        return dict(stamp_s=min(s for _, s in self.stamps), joint_pos=np.stack(q), ee_pos=np.stack(ee),
+                    gripper=gripper, obs=obs, scene_pose=None)
+
+    def command(self, target):
+        for i, c in enumerate(self.ctrl):
+            pose = [*(target[i, :3] - self.base_m[i]), *self.rotvec[i]]
+            if not c.servoL(pose, 0.0, 0.0, self.dt_s, 0.1, 300):  # speed/accel unused; lookahead 0.1 s, gain 300
+                raise RuntimeError(f"UR arm {i} refused the servo command")
+            if (target[i, 3] > 0.5) != (self.g[i] > 0.5):
+                self.io[i].setStandardDigitalOut(self.cfg.ur_gripper_pin, bool(target[i, 3] > 0.5))
+            self.g[i] = target[i, 3]
+
+    def success(self):
+        return False
+
+    def stop(self):
+        for c in self.ctrl:
+            c.servoStop()
+            c.stopScript()
+
+
+# ----------------------------------------------------------------------------- cameras
+# Interface: reset(seed) (a new episode; returns once a frame of it is out), request(state) (a policy step began at
+# this robot state: a camera that renders on request renders its scene_pose), frame() -> (stamp_s, images (V, 3, H, W)
+# uint8) or None, stats(), close(). A frame's stamp is the monotonic time of what it shows, as the state's stamp is.
+
+def _render_worker(conn, frame, stamp):
+    """SimCamera's process: a mirror of the task's scene, teleported to each posted pose and rendered."""
+    env = envs.make_env(TASK, obs_mode="pixels").unwrapped
+    out, times = np.frombuffer(frame.get_obj(), np.uint8), []
+    conn.send("ready")
+    while True:
+        msgs = [conn.recv()]
+        while conn.poll():  # render only the newest pose; every reset in order
+            msgs.append(conn.recv())
+        pose = None
+        for kind, *args in msgs:
+            if kind == "stop":
+                conn.send(times)
+                return
+            if kind == "reset":
+                env.reset(seed=args[0])
+            pose = args if kind == "pose" else pose
+        if pose is not None:
+            t_s = time.monotonic()
+            env.set_scene_pose(pose[1])
+            images = env.camera_images()
+            times.append(time.monotonic() - t_s)
+            with frame.get_lock():
+                out[:] = images.ravel()
+                stamp[0] = pose[0]
+
+
+class SimCamera:
+    """The sim task's fixed cameras (envs: CAMERAS, SimConfig.camera_hw), rendered in a process of their own, so a
+    frame (PyBullet's tiny renderer: tens of ms) never takes a tick: at each policy step the loop posts the scene's
+    pose (arm joints, object poses: ~0.1 ms), the process teleports a mirror of the scene there, renders it and
+    publishes the frame, stamped with the pose's time, in shared memory."""
+
+    def __init__(self, backend):
+        ctx = mp.get_context("spawn")
+        self.backend, self.shape = backend, (len(envs.BimanualEnv.CAMERAS), 3, *envs.SimConfig().camera_hw)
+        self._frame = ctx.Array(ctypes.c_uint8, int(np.prod(self.shape)))   # with a lock: no torn frames
+        self._stamp = ctx.RawArray(ctypes.c_double, 1)                      # written under the frame's lock
+        self._conn, self._proc, _ = _spawn(ctx, "sim camera", _render_worker, self._frame, self._stamp)
+        self.render_s = None
+
+    def reset(self, seed, timeout_s=5.0):  # the wait is off the sim's clock: nothing moves until it ends
+        self.backend.pause()
+        state = self.backend.read_state()
+        try:
+            self._conn.send(("reset", seed))
+            self._conn.send(("pose", state["stamp_s"], state["scene_pose"]))
+        except OSError as e:  # the process is gone
+            raise RuntimeError(f"the sim camera process is gone ({e})") from None
+        t_end_s = time.monotonic() + timeout_s
+        while self._stamp[0] != state["stamp_s"]:
+            if time.monotonic() > t_end_s or not self._proc.is_alive():
+                raise RuntimeError(f"the sim camera process gave no frame in {timeout_s:g} s")
+            time.sleep(0.001)
+        self.backend.resume()
+
+    def request(self, state):
+        try:
+            self._conn.send(("pose", state["stamp_s"], state["scene_pose"]))
+        except OSError:  # the process is gone: no frame comes, and the loop stops on the stale one
+            pass
+
+    def frame(self):
+        with self._frame.get_lock():
+            if not self._stamp[0]:
+                return None
+            return self._stamp[0], np.frombuffer(self._frame.get_obj(), np.uint8).reshape(self.shape).copy()
+
+    def stats(self):
+        return dict(source="sim (rendered in its own process at the policy rate)", shape=list(self.shape),
+                    frames=None if self.render_s is None else len(self.render_s),
+                    render_ms=percentiles(self.render_s or []))
+
+    def close(self):
+        if self._proc.is_alive():
+            self._conn.send(("stop",))
+            if self._conn.poll(5.0):
+                self.render_s = self._conn.recv()
+        self._proc.terminate()
+
+
+class ThreadCamera:
+    """Frames from grab() -> (V, 3, H, W) uint8, called over and over on a thread of its own (a camera's read
+    blocks until its next frame, without the GIL); each frame stamped when grab returned. An exception in grab
+    ends the frames (the loop then stops on the stale frame) and is reported in stats()."""
+
+    def __init__(self, grab, name="callable"):
+        self.grab, self.name, self._frame, self.grab_s, self.error = grab, name, None, [], None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                t_s = time.monotonic()
+                images = np.ascontiguousarray(self.grab(), dtype=np.uint8)
+                now_s = time.monotonic()
+                self.grab_s.append(now_s - t_s)
+                self._frame = (now_s, images)
+        except Exception as e:  # noqa: BLE001 -- any failure of a user's camera ends its frames
+            self.error = f"{type(e).__name__}: {e}"
+
+    def reset(self, seed, timeout_s=10.0):
+        t_end_s = time.monotonic() + timeout_s
+        while self._frame is None:
+            if time.monotonic() > t_end_s or self.error:
+                raise RuntimeError(f"camera {self.name} gave no frame in {timeout_s:g} s ({self.error or 'no error'})")
+            time.sleep(0.001)
+
+    def request(self, state):
+        pass  # free-running: the loop waits for the first frame newer than the step's state
+
+    def frame(self):
+        return self._frame
+
+    def stats(self):
+        return dict(source=self.name, shape=None if self._frame is None else list(self._frame[1].shape),
+                    frames=len(self.grab_s), grab_ms=percentiles(self.grab_s), error=self.error)
+
+    def close(self):
+        self._stop.set()
+        getattr(self.grab, "close", lambda: None)()
+
+
+def opencv_grab(indices, hw):
+    """grab() for ThreadCamera from OpenCV devices (`pip install opencv-python`), one per view: each frame resized
+    to hw = (H, W) and made RGB (V, 3, H, W). UNTESTED ON HARDWARE in this repo; grab.close() releases them."""
+    import cv2  # imported only when a real camera is used
+    caps = [cv2.VideoCapture(i) for i in indices]
+    if closed := [i for i, c in zip(indices, caps) if not c.isOpened()]:
+        raise RuntimeError(f"cannot open OpenCV camera(s) {closed}")
+
+    def grab():
+        views = []
+        for i, cap in zip(indices, caps):
+            ok, bgr = cap.read()
+            if not ok:
+                raise RuntimeError(f"OpenCV camera {i} gave no frame")
+            rgb = cv2.cvtColor(cv2.resize(bgr, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            views.append(rgb.transpose(2, 0, 1))
+        return np.stack(views)
+
+    grab.close = lambda: [cap.release() for cap in caps]
+    return grab
+
+
+# ----------------------------------------------------------------------------- demonstrators (robot.py --record)
+# A teleoperation source is a callable source(obs) -> (ACTION_DIM,) absolute EE targets (x, y, z, g per arm) for the
+# end of the current policy step (POLICY_HZ), obs the step's observation (the state (OBS_DIM,), or with a camera
+# {"image", "agent_pos"}); optional: reset(seed) at each episode's start, mode (the episode's mode, else -1).
+
+class ExpertSource:
+    """The sim task's scripted expert (envs.py), acting on the state, as in envs' own demos: on the sim it plays the
+    teleoperator."""
+    name = "expert"
+
+    def __init__(self, noise_m=0.004):
+        self.noise_m, self.expert = noise_m, None
+
+    def reset(self, seed):
+        self.expert = envs.make_expert(envs.BimanualEnv, np.random.default_rng([seed, 1]), self.noise_m)
+        self.mode = self.expert.mode
+
+    def __call__(self, obs):
+        return self.expert.act(obs)
+
+
+class ReplaySource:
+    """The actions of a demo file (envs' format, e.g. an earlier recording), one episode after another, open loop:
+    a teleoperation source that needs no hardware. After an episode's last action it holds that target."""
+
+    def __init__(self, path):
+        demo = envs.load_demos(path)
+        if demo["actions"].shape[1] != ACTION_DIM:
+            raise ValueError(f"{path} holds actions of dimension {demo['actions'].shape[1]}; these arms take {ACTION_DIM}")
+        self.name, self.episodes, self.i = f"replay {path}", np.split(demo["actions"], demo["episode_ends"][:-1]), -1
+
+    def reset(self, seed):
+        self.i, self.t, self.mode = self.i + 1, 0, -1
+
+    def __call__(self, obs):
+        episode = self.episodes[self.i % len(self.episodes)]
+        self.t += 1
+        return episode[min(self.t, len(episode)) - 1]
