@@ -39,7 +39,8 @@ import dbp
 import envs
 from dbp import option
 from robot_io import (ACTION_DIM, FAULTS, N_ARMS, OBS_DIM, POLICY_HZ, TASK, ExpertSource, InlinePolicy, PolicyWorker,
-                      ReplaySource, SimBackend, SimCamera, ThreadCamera, URBackend, hold_target, opencv_grab, percentiles)
+                      ReplaySource, SimBackend, SimCamera, ThreadCamera, URBackend, cpu_plan, hold_target, opencv_grab,
+                      percentiles)
 
 AGENT_POS_DIM = 4 * N_ARMS                       # a pixel policy's agent_pos: per arm EE xyz, gripper opening
 LATENCY_KEYS = ("state_read", "inference", "command", "tick",  # what the loop times; camera: a frame's age when
@@ -74,9 +75,11 @@ class RobotConfig(dbp.SeedConfig, dbp.DeviceConfig):  # seed: sim episode i rese
     spin_s: float = option(0.001, "sleep until this long before each deadline, then spin (s; at most a quarter tick)",
                            ge=0.0)
     torch_threads: int = option(1, "torch intra-op threads for inference (1: no thread hand-offs, lowest jitter)", ge=1)
-    rt_priority: int = option(0, "run the loop thread SCHED_FIFO at this priority (1-99; needs root or "
-                              "CAP_SYS_NICE): other processes then cannot preempt a tick. 0: normal scheduling",
-                              ge=0, le=99)
+    loop_cpu: str = option("auto", "pin the loop thread to a CPU of its own: 'auto' (the last CPU, when there are "
+                           ">= 2; the sim, policy and camera processes get the others), a CPU index, or 'off'")
+    rt_priority: int = option(-1, "run the loop thread SCHED_FIFO at this priority (1-99; needs root or "
+                              "CAP_SYS_NICE): other threads then cannot preempt a tick. -1: 50 where permitted, "
+                              "else normal scheduling (the stats say which); 0: normal scheduling", ge=-1, le=99)
     ur_ips: str = option("", "--backend ur: IPs of the right (arm 0, -y) and left arm, comma-separated")
     ur_gripper_pin: int = option(0, "--backend ur: standard digital output that closes each arm's gripper", ge=0, le=7)
     camera: str = option("", "--backend ur with a pixel checkpoint: OpenCV device indices of its cameras, in the "
@@ -105,6 +108,8 @@ class RobotConfig(dbp.SeedConfig, dbp.DeviceConfig):  # seed: sim episode i rese
             raise dbp.ConfigError("teleop", self.teleop, "must be 'expert' or 'replay:FILE'")
         if self.record and self.teleop == "expert" and self.backend != "sim":
             raise dbp.ConfigError("teleop", self.teleop, "the expert acts on the sim's state: use replay:FILE on arms")
+        if self.loop_cpu not in ("auto", "off") and not self.loop_cpu.isdigit():
+            raise dbp.ConfigError("loop_cpu", self.loop_cpu, "must be 'auto', 'off' or a CPU index")
         if self.inference not in ("process", "inline"):
             raise dbp.ConfigError("inference", self.inference, "must be 'process' or 'inline'")
         if self.inject:
@@ -139,14 +144,15 @@ def wait_until(deadline_s, spin_s):
 
 
 def _set_rt_priority(priority):
-    """SCHED_FIFO for this thread; returns the priority set (0 when off or not permitted)."""
-    if priority <= 0:
+    """SCHED_FIFO for this thread; returns the priority set (0 when off or not permitted). -1: 50 if permitted."""
+    if priority == 0:
         return 0
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        return priority
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50 if priority < 0 else priority))
+        return 50 if priority < 0 else priority
     except (OSError, AttributeError) as e:
-        print(f"warning: --rt-priority {priority} not applied ({e}); running at normal priority")
+        if priority > 0:
+            print(f"warning: --rt-priority {priority} not applied ({e}); running at normal priority")
         return 0
 
 
@@ -452,14 +458,17 @@ def run(cfg, robot, policy=None, camera=None):
     outcomes, fault, reset_s, load_start, worker, rt_priority = [], None, 0.0, os.getloadavg()[0], None, 0
     fault_name, _, at = cfg.inject.partition("@")
     recorder = policy if isinstance(policy, Recorder) else None
+    all_cpus, (loop_cpus, workers_cpus) = os.sched_getaffinity(0), cpu_plan(cfg.loop_cpu)
     seed_of, first = (envs.demo_seed, recorder.first_index) if recorder else (envs.eval_seed, 0)  # demos: other resets
     try:
         if recorder is not None:
             worker = recorder
         elif policy is not None:
             worker = (PolicyWorker(policy, _warmup_obs(policy), cfg.inference_timeout_s, dbp.resolve_device(cfg.device),
-                                   cfg.torch_threads, cfg.seed) if cfg.inference == "process"
+                                   cfg.torch_threads, cfg.seed, workers_cpus) if cfg.inference == "process"
                       else InlinePolicy(policy, _warmup_obs(policy)))
+        if loop_cpus:
+            os.sched_setaffinity(0, loop_cpus)
         rt_priority = _set_rt_priority(cfg.rt_priority)
         gc.collect()
         gc.freeze()  # objects made so far are never re-scanned: shorter collector pauses in the loop
@@ -503,6 +512,7 @@ def run(cfg, robot, policy=None, camera=None):
             worker.close()
         if rt_priority:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        os.sched_setaffinity(0, all_cpus)
     elapsed_s = time.monotonic() - t_start_s
     n_done = sum(o in ("success", "timeout") for o in outcomes)
     n_success = outcomes.count("success")
@@ -520,10 +530,11 @@ def run(cfg, robot, policy=None, camera=None):
         fault_to_hold_ms=None if detected_s is None or hold_s is None else round((hold_s - detected_s) * 1e3, 3),
         fault_to_stop_ms=None if detected_s is None else round((stop_s - detected_s) * 1e3, 3),
         camera=None if camera is None else camera.stats(), sim=getattr(robot, "stats", lambda: None)(),
-        episodes=n_done, successes=n_success, success_rate=n_success / n_done if n_done else None,
+        episodes=n_done, successes=n_success, outcomes=outcomes, success_rate=n_success / n_done if n_done else None,
         ci95=envs.wilson_interval(n_success, n_done), episodes_unfinished=len(outcomes) - n_done,
         load_avg_1m=[round(load_start, 2), round(os.getloadavg()[0], 2)],
         torch_threads=cfg.torch_threads, rt_priority=rt_priority, ckpt=cfg.ckpt or None,
+        cpus=dict(loop=sorted(loop_cpus or all_cpus), workers=sorted(workers_cpus or all_cpus)),
         recorded=None if recorder is None else dict(path=recorder.path, teleop=getattr(recorder.source, "name", "callable"),
                                                     episodes=len(recorder.episodes), before=recorder.first_index))
     return stats
@@ -553,8 +564,9 @@ def print_stats(st):
     if st["injected"]:
         print(f"  injected {st['injected']['fault']} at {st['injected']['at_s']} s")
     if st["fault"]:
-        print(f"STOPPED: {st['fault']}; hold sent {st['fault_to_hold_ms']} ms after it was detected, both arms "
-              f"stopped {st['fault_to_stop_ms']} ms after")
+        hold = "no hold command got through" if st["fault_to_hold_ms"] is None else \
+            f"hold commanded {st['fault_to_hold_ms']} ms after it was detected"
+        print(f"STOPPED: {st['fault']}; {hold}, both arms stopped {st['fault_to_stop_ms']} ms after it")
 
 
 def main(argv=None):
@@ -589,13 +601,13 @@ def main(argv=None):
         if getattr(policy, "obs_mode", "state") == "pixels" and cfg.inference == "inline":  # a worker moves it itself
             policy.to(dbp.resolve_device(cfg.device))
     try:
-        robot = SimBackend(cfg) if cfg.backend == "sim" else URBackend(cfg)
+        robot = SimBackend(cfg, cpu_plan(cfg.loop_cpu)[1]) if cfg.backend == "sim" else URBackend(cfg)
     except (ImportError, ValueError, RuntimeError) as e:  # ur_rtde missing, bad IPs, no connection
         sys.exit(f"error: cannot start the {cfg.backend} backend: {e}")
     if getattr(policy, "obs_mode", "state") == "pixels":
         try:
             hw = policy.image_shape[2:] if hasattr(policy, "image_shape") else envs.SimConfig().camera_hw
-            camera = SimCamera(robot) if cfg.backend == "sim" else ThreadCamera(
+            camera = SimCamera(robot, cpu_plan(cfg.loop_cpu)[1]) if cfg.backend == "sim" else ThreadCamera(
                 opencv_grab([int(i) for i in cfg.camera.split(",")], hw), f"opencv {cfg.camera}")
         except (ImportError, RuntimeError) as e:  # opencv-python missing, a device that does not open
             robot.stop()

@@ -30,6 +30,24 @@ FAULTS = ("disconnect", "read-timeout", "refuse", "freeze", "clock-jump", "worke
 CLOCK_JUMP_S = 1.0                               # how far an injected clock-jump moves the robot's clock
 
 
+def cpu_plan(loop_cpu):
+    """-> (the loop thread's CPUs, the worker processes' CPUs), sets of this process's CPUs, or None for no pinning:
+    'auto' gives the loop the last CPU to itself when there are >= 2 and the sim, policy and camera processes the
+    others, so a physics step or an inference never takes the loop's core; an index picks the loop's CPU; 'off'."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if loop_cpu == "off" or (loop_cpu == "auto" and len(cpus) < 2):
+        return None, None
+    loop = cpus[-1] if loop_cpu == "auto" else int(loop_cpu)
+    if loop not in cpus:
+        raise ValueError(f"--loop-cpu {loop_cpu}: this process runs on CPUs {cpus}")
+    return {loop}, (set(cpus) - {loop}) or None
+
+
+def _pin(cpus):
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 def percentiles(x_s):
     """Seconds -> dict of p50, p99, max in ms and the count; None for none."""
     if not x_s:
@@ -73,9 +91,10 @@ def _ask(conn, proc, what, msg, timeout_s):
 
 
 # ----------------------------------------------------------------------------- sim backend
-def _sim_worker(conn, lock, state_buf, cmd_buf, video):
+def _sim_worker(conn, lock, state_buf, cmd_buf, video, cpus):
     """SimBackend's process: the task stepped one physics substep (1 / physics_hz s) at a time as the monotonic
     clock makes it due, the latest command turned into joint targets (IK) before each, the state published after."""
+    _pin(cpus)
     wrapped = envs.make_env(TASK, render_mode="rgb_array" if video else None)
     env = wrapped.unwrapped
     hz, n_joints = env.cfg.physics_hz, len(envs.ARM_JOINTS)
@@ -162,11 +181,12 @@ class SimBackend:
     (microseconds). The state changes only at substeps; its stamp is the simulated time of the last one, on the
     monotonic clock. inject(fault) plays the faults of FAULTS (robot.py --inject)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, cpus=None):
         ctx = mp.get_context("spawn")
         self._lock, self._state = ctx.Lock(), ctx.RawArray(ctypes.c_double, 256)
         self._cmd = ctx.RawArray(ctypes.c_double, 1 + ACTION_DIM)   # [command count, target]
-        self._conn, self._proc, ready = _spawn(ctx, "sim", _sim_worker, self._lock, self._state, self._cmd, cfg.video)
+        self._conn, self._proc, ready = _spawn(ctx, "sim", _sim_worker, self._lock, self._state, self._cmd, cfg.video,
+                                                 cpus)
         _, layout, lower, upper, self.max_policy_steps = ready   # 60 policy steps = 6 s
         self._views = {name: (i, i + int(np.prod(shape)), shape) for name, (i, shape) in layout.items()}
         self._np_state, self._np_cmd = np.frombuffer(self._state, np.float64), np.frombuffer(self._cmd, np.float64)
@@ -236,8 +256,9 @@ class SimBackend:
 
 
 # ----------------------------------------------------------------------------- policy worker
-def _policy_worker(conn, policy, device, threads, seed):
+def _policy_worker(conn, policy, device, threads, seed, cpus):
     import torch
+    _pin(cpus)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if hasattr(policy, "to"):
@@ -264,11 +285,11 @@ class PolicyWorker:
     observation history with its stamp and policy step; poll() returns (chunk (Ta, Da), stamp_s, j0, seconds) once
     done, else None; check(now_s) names a fault: the process died, or a chunk is timeout_s late."""
 
-    def __init__(self, policy, warmup_obs, timeout_s, device="cpu", threads=1, seed=0):
+    def __init__(self, policy, warmup_obs, timeout_s, device="cpu", threads=1, seed=0, cpus=None):
         self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
         self.timeout_s, self.sent_s = timeout_s, None
         ctx = mp.get_context("spawn")
-        self._conn, self._proc, _ = _spawn(ctx, "policy worker", _policy_worker, policy, device, threads, seed,
+        self._conn, self._proc, _ = _spawn(ctx, "policy worker", _policy_worker, policy, device, threads, seed, cpus,
                                            timeout_s=120.0)
         for _ in range(20):  # warm up: the first calls allocate
             self.submit(warmup_obs, 0.0, 0)
@@ -413,8 +434,9 @@ class URBackend:
 # this robot state: a camera that renders on request renders its scene_pose), frame() -> (stamp_s, images (V, 3, H, W)
 # uint8) or None, stats(), close(). A frame's stamp is the monotonic time of what it shows, as the state's stamp is.
 
-def _render_worker(conn, frame, stamp):
+def _render_worker(conn, frame, stamp, cpus):
     """SimCamera's process: a mirror of the task's scene, teleported to each posted pose and rendered."""
+    _pin(cpus)
     env = envs.make_env(TASK, obs_mode="pixels").unwrapped
     out, times = np.frombuffer(frame.get_obj(), np.uint8), []
     conn.send("ready")
@@ -446,12 +468,12 @@ class SimCamera:
     pose (arm joints, object poses: ~0.1 ms), the process teleports a mirror of the scene there, renders it and
     publishes the frame, stamped with the pose's time, in shared memory."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, cpus=None):
         ctx = mp.get_context("spawn")
         self.backend, self.shape = backend, (len(envs.BimanualEnv.CAMERAS), 3, *envs.SimConfig().camera_hw)
         self._frame = ctx.Array(ctypes.c_uint8, int(np.prod(self.shape)))   # with a lock: no torn frames
         self._stamp = ctx.RawArray(ctypes.c_double, 1)                      # written under the frame's lock
-        self._conn, self._proc, _ = _spawn(ctx, "sim camera", _render_worker, self._frame, self._stamp)
+        self._conn, self._proc, _ = _spawn(ctx, "sim camera", _render_worker, self._frame, self._stamp, cpus)
         self.render_s = None
 
     def reset(self, seed, timeout_s=5.0):  # the wait is off the sim's clock: nothing moves until it ends

@@ -24,6 +24,7 @@ import dbp
 import dbpo
 import envs
 import robot
+import robot_io
 import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -672,7 +673,7 @@ def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
 # except where the value means something. Those are listed here, so a new flag without a range fails.
 MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"),
               ("ent_coef", "0"), ("anchor_coef", "0"), ("imitation_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
-              ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("ur_gripper_pin", "0"),
+              ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("rt_priority", "-1"), ("ur_gripper_pin", "0"),
               ("workspace_low_m", "0"), ("video", "0"), ("episodes", "0")}
 
 
@@ -988,6 +989,20 @@ def test_short_sim_run_writes_the_stats(tiny_ckpt, tmp_path):
     assert stats["sim"]["physics_ms"]["n"] > 200 and stats["inference"] == "process"   # 120 Hz in its own process
     assert stats["episodes"] + stats["episodes_unfinished"] >= 1 and len(stats["ci95"]) == 2
     assert set(stats["safety_clips"]) == {"workspace", "gripper", "step"}
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:                                                 # the loop thread has a CPU to itself
+        assert stats["cpus"] == dict(loop=cpus[-1:], workers=cpus[:-1])
+
+
+def test_the_loop_cpu_plan_keeps_the_workers_off_the_loops_cpu():
+    cpus = sorted(os.sched_getaffinity(0))
+    assert robot_io.cpu_plan("off") == (None, None)
+    assert robot_io.cpu_plan(str(cpus[0])) == ({cpus[0]}, set(cpus[1:]) or None)
+    assert robot_io.cpu_plan("auto") == ((({cpus[-1]}, set(cpus[:-1])) if len(cpus) >= 2 else (None, None)))
+    with pytest.raises(ValueError, match="this process runs on CPUs"):
+        robot_io.cpu_plan("4096")
+    with pytest.raises(SystemExit, match="must be 'auto', 'off' or a CPU index"):
+        robot.parse(["--loop-cpu", "last"])
 
 
 def test_video_run_writes_a_gif_per_episode_and_keeps_its_deadlines(tiny_ckpt, tmp_path):
