@@ -517,7 +517,7 @@ def test_torchrun_run_stops_together_on_a_signal_and_resumes(tmp_path):
               os.path.join(HERE, "train.py"), *args]
     run = subprocess.Popen(launch, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)
-    for _ in range(600):                                   # wait for a first checkpoint, then Ctrl-C
+    for _ in range(2400):                                  # wait for a first checkpoint (<= 120 s), then Ctrl-C
         if (tmp_path / "r" / "ckpt.pt").exists() or run.poll() is not None:
             break
         time.sleep(0.05)
