@@ -285,13 +285,11 @@ def run_episode(cfg, robot, worker, safety, lat, counts, t_end_s, frames=None, c
             t_c = time.monotonic()
             lat["state_read"].append(t_c - t_a)
             fault = safety.check_state(state, t_c) or (worker.check(t_c) if worker is not None else None)
-            if camera is not None and not fault:
-                newest = camera.frame()
-                if pending is not None and t_c - pending[0] > cfg.camera_timeout_s:  # the step's frame is late
-                    error = camera.stats().get("error")
-                    fault = (f"stale camera frame: none of the policy step's state {(t_c - pending[0]) * 1e3:.0f} ms "
-                             f"on, the newest {(t_c - newest[0]) * 1e3:.0f} ms old (timeout "
-                             f"{cfg.camera_timeout_s * 1e3:.0f} ms)" + (f"; the camera failed: {error}" if error else ""))
+            if not fault and pending is not None and t_c - pending[0] > cfg.camera_timeout_s:  # the step's frame is late
+                newest, error = camera.frame(), camera.stats().get("error")
+                fault = (f"stale camera frame: none of the policy step's state {(t_c - pending[0]) * 1e3:.0f} ms "
+                         f"on, the newest {(t_c - newest[0]) * 1e3:.0f} ms old (timeout "
+                         f"{cfg.camera_timeout_s * 1e3:.0f} ms)" + (f"; the camera failed: {error}" if error else ""))
             if fault:
                 return fault_now(fault)
             j = int(k * dt_s / dt_policy_s + 1e-9)                 # policy step this tick falls in
@@ -316,7 +314,7 @@ def run_episode(cfg, robot, worker, safety, lat, counts, t_end_s, frames=None, c
                 elif state["obs"] is not None:                     # history at the policy rate, (To, Do)
                     hist, obs_stamp_s = (hist or [state["obs"]] * To)[1:] + [state["obs"]], state["stamp_s"]
                 j_last = j
-            if pending is not None and newest[0] >= pending[0]:    # this step's frame has come
+            if pending is not None and (newest := camera.frame())[0] >= pending[0]:  # this step's frame has come
                 lat["camera"].append(t_c - newest[0])
                 obs = {"image": newest[1], "agent_pos": pending[1]}
                 hist, obs_stamp_s, pending = (hist or [obs] * To)[1:] + [obs], pending[0], None
