@@ -599,13 +599,17 @@ def main(argv=None):
         if getattr(policy, "obs_mode", "state") == "pixels" and cfg.inference == "inline":  # a worker moves it itself
             policy.to(dbp.resolve_device(cfg.device))
     try:
-        robot = SimBackend(cfg, cpu_plan(cfg.loop_cpu)[1]) if cfg.backend == "sim" else URBackend(cfg)
+        workers_cpus = cpu_plan(cfg.loop_cpu)[1]                   # the sim and camera processes: off the loop's CPU
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    try:
+        robot = SimBackend(cfg, workers_cpus) if cfg.backend == "sim" else URBackend(cfg)
     except (ImportError, ValueError, RuntimeError) as e:  # ur_rtde missing, bad IPs, no connection
         sys.exit(f"error: cannot start the {cfg.backend} backend: {e}")
     if getattr(policy, "obs_mode", "state") == "pixels":
         try:
             hw = policy.image_shape[2:] if hasattr(policy, "image_shape") else envs.SimConfig().camera_hw
-            camera = SimCamera(robot, cpu_plan(cfg.loop_cpu)[1]) if cfg.backend == "sim" else ThreadCamera(
+            camera = SimCamera(robot, workers_cpus) if cfg.backend == "sim" else ThreadCamera(
                 opencv_grab([int(i) for i in cfg.camera.split(",")], hw), f"opencv {cfg.camera}")
         except (ImportError, RuntimeError) as e:  # opencv-python missing, a device that does not open
             robot.stop()
