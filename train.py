@@ -163,9 +163,10 @@ class Run:
         self.bar = tqdm(total=total, initial=done, desc=stage, unit="step" if stage == "pretrain" else "iter",
                         dynamic_ncols=True, disable=not main)
         self.t0, self.last_save = time.time() - seconds, time.time()
-        self.interrupted = False  # set by Ctrl-C (torchrun: SIGTERM): the loop finishes its step and stops
+        self.signalled = False    # set by Ctrl-C (torchrun: SIGTERM), at any moment
+        self.interrupted = False  # set by stopping() alone, between steps: the loop finishes its step and stops
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: setattr(self, "interrupted", True))
+            signal.signal(sig, lambda *_: setattr(self, "signalled", True))
 
     @property
     def seconds(self):
@@ -180,6 +181,16 @@ class Run:
         self.log_file.flush()
         if self.stage == "dbpo" and "eval/success_rate" in row:
             plot_curves([self.cfg.out], os.path.join(self.cfg.out, "curve.png"))
+
+    def stopping(self, group=None, device=None):
+        """Whether the loop stops after this step: a signal came; under torchrun, to any process (all stop at the
+        same step). The handler sets only `signalled`, so a signal during the all-reduce is not lost."""
+        self.interrupted = self.signalled
+        if group is not None:
+            flag = torch.tensor([float(self.interrupted)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.interrupted = bool(flag.item())
+        return self.interrupted
 
     def step(self, done, row=None, advance=True):
         """After step (or iteration) `done`: log its row, advance the bar, checkpoint when due."""
@@ -378,10 +389,7 @@ def pretrain(cfg, ckpt):
         if step % 100 == 0 or step == cfg.steps:
             row = dict(step=step, loss=f"{dbp.global_mean(loss.detach(), group).item():.4f}",
                        lr=f"{sched.get_last_lr()[0]:.3g}", **{k: f"{v:.4g}" for k, v in info.items()})
-        if group is not None:                                              # stop together, at the same step
-            stop = torch.tensor([float(run.interrupted)], device=device)
-            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-            run.interrupted = bool(stop.item())
+        run.stopping(group, device)                                        # all processes at the same step
         if step % cfg.eval_every == 0 and step < cfg.steps and rank == 0:
             success = evaluate(ema.model, cfg.task, cfg.eval_episodes_periodic, cfg.seed)["success_rate"]
             row = {**row, "step": step, "success_rate": success}
@@ -519,7 +527,7 @@ def finetune(cfg, ckpt, start=None):
         run.step(0, dict(iteration=0, env_steps=0, minutes=0.0, **columns), advance=False)
         print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes, modes {first['mode_fractions']}")
     try:
-        while it < cfg.iterations and not run.interrupted:
+        while it < cfg.iterations and not run.stopping():
             t_iter = time.time()
             obs, n_steps, episodes = rollout(agent, vec, obs, buffer, gen, successes)
             t_update = time.time()
