@@ -395,19 +395,19 @@ def pretrain(cfg, ckpt):
             row = {**row, "step": step, "success_rate": success}
             run.bar.set_postfix(success=f"{success:.2f}")
         run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
+    if group is not None:         # all processes leave the group together, before rank 0 saves and evaluates: a
+        del loss_of               # process that left alone while the other still held it aborted at exit now and then
+        dist.barrier()
+        dist.destroy_process_group()
     run.end_loop()
     if rank > 0:                                                           # rank 0 alone evaluates
-        dist.destroy_process_group()
         return None
     train_seconds, t1 = run.seconds, time.time()
     result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
     result.update(task=cfg.task, steps=step, demos=len(demo["episode_ends"]), demos_file=cfg.demos_file or None,
                   train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
-    result = run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
-    if group is not None:
-        dist.destroy_process_group()
-    return result
+    return run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
 
 
 # ----------------------------------------------------------------------------- stage 2
