@@ -200,7 +200,7 @@ def run_cell(job):
         print(f"  {task} {model} seed {seed}: step {target} ({train_s / 60:.1f} min), "
               + ", ".join(f"{n} {r['success_rate']:.2f}" for n, r in row["methods"].items()), flush=True)
     return dict(task=task, model=model, seed=seed, settings={k: getattr(cfg, k) for k in CELL_FIELDS},
-                device=str(dbp.resolve_device(cfg.device)),
+                device=str(dbp.resolve_device(cfg.device)), machine=machine(),
                 n_demos=len(demo["episode_ends"]), n_windows=len(actions), wall_seconds=round(time.perf_counter() - t_cell, 1),
                 evaluations=evaluations)
 
@@ -308,7 +308,8 @@ def run_cells(cfg, todo):
 # ----------------------------------------------------------------------------- summary
 def summarize(cfg, cells, task):
     """Per method of one task: success by checkpoint over seeds (mean, std, pooled 95 % interval), the
-    best checkpoint, and whether it was still rising at the last one by more than its interval."""
+    best checkpoint, and whether it was still rising at the last one by more than its interval: the pooled 95 %
+    intervals of the last two checkpoints do not overlap (the test the verdicts use)."""
     out = {}
     for name, (model, _, nfe) in methods(cfg).items():
         mine = [c for c in cells if c["task"] == task and c["model"] == model]
@@ -328,7 +329,7 @@ def summarize(cfg, cells, task):
                                 train_seconds=float(np.mean([c["evaluations"][j]["train_seconds"] for c in mine]))))
         best = max(by_step, key=lambda r: r["mean"])
         last, prev = by_step[-1], by_step[-2] if len(by_step) > 1 else None
-        rising = prev is not None and last["mean"] - prev["mean"] > (last["ci95"][1] - last["ci95"][0]) / 2
+        rising = prev is not None and prev["ci95"][1] < last["ci95"][0]
         out[name] = dict(model=model, nfe=nfe, seeds=sorted(c["seed"] for c in mine), by_step=by_step,
                          best_step=best["step"], still_rising=rising)
     return out
