@@ -53,7 +53,8 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
                               "to the last, its lr schedule spanning all of them")
     lr: float = option(3e-4, "AdamW peak learning rate of every model (DBP's, train.py; Diffusion Policy's 1e-4 "
                        "is slower here: results/bench/lr-screen)", gt=0.0)
-    eval_batch: int = option(50, "evaluation episodes run in lockstep, one batched network call per decision", ge=1)
+    eval_batch: int = option(50, "evaluation episodes run in lockstep, one batched network call per decision; each "
+                             "is a PyBullet client (bimanual: ~140 MB, so 50 take ~7 GB per worker)", ge=1)
     workers: int = option(2, "worker processes, one cell each at a time, each on one torch thread", ge=1)
     latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
     diffusion_steps: int = option(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)", ge=1)
