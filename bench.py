@@ -21,6 +21,8 @@ import platform
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,15 +297,25 @@ def _collect(job):
     envs.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False, obs_mode=cfg.obs)
 
 
-def run_cells(cfg, todo):
-    """Run the cells in todo on cfg.workers processes, saving each as it finishes."""
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(cfg.workers, initializer=_worker_init) as pool:
-        pool.map(_collect, [(task, seed, cfg) for task, seed in sorted({(t, s) for t, _, s in todo})])  # one worker per demo file
-        jobs = [(task, model, seed, cfg) for task, model, seed in todo]
-        for cell in tqdm(pool.imap_unordered(run_cell, jobs), total=len(jobs), desc="cells", unit="cell",
-                         dynamic_ncols=True):
+def run_cells(cfg, todo, fn=None):
+    """Run the cells in todo on cfg.workers processes (fn: run_cell), saving each as it finishes. A worker that dies (the
+    kernel kills one that runs out of memory) ends the run with what is saved, instead of waiting forever."""
+    pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+    try:
+        list(pool.map(_collect, [(task, seed, cfg) for task, seed in sorted({(t, s) for t, _, s in todo})]))
+        futures = [pool.submit(fn or run_cell, (task, model, seed, cfg)) for task, model, seed in todo]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="cells", unit="cell", dynamic_ncols=True):
+            cell = future.result()
             write_json(cell_path(cfg, cell["task"], cell["model"], cell["seed"]), cell)
+        pool.shutdown()
+    except BrokenProcessPool:
+        sys.exit(f"error: a worker process died (killed for memory? a bimanual worker holds ~{cfg.eval_batch * 0.14:.0f} GB "
+                 f"at --eval-batch {cfg.eval_batch}); the finished cells are saved in {cfg.out}/cells: rerun with fewer "
+                 "--workers or a smaller --eval-batch to continue")
+    finally:  # interrupted or failed: stop the workers now, not after their cells (3.14: pool.terminate_workers())
+        for proc in list((pool._processes or {}).values()):
+            proc.terminate()
+        pool.shutdown(cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -443,6 +455,7 @@ def main(argv=None):
     print(f"{len(cells) - len(todo)} of {len(cells)} cells already in {cfg.out}/cells; "
           + ("reporting those" if cfg.report else f"running {len(todo)} on {cfg.workers} workers"))
     if todo and not cfg.report:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop is a Ctrl-C: keep what is saved
         try:
             run_cells(cfg, todo)
         except KeyboardInterrupt:

@@ -1181,12 +1181,21 @@ def test_bench_verdicts_compare_pooled_intervals_at_the_best_and_the_last_checkp
     assert "| push | weak | 0.80 / 0.60 | DBP wins |" in bench.verdict_table(bench.verdicts(tasks))
 
 
-def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(tmp_path):
+def test_bench_quick_json_has_every_field_and_a_stopped_run_continues_from_its_cells(tmp_path):
     path, out = tmp_path / "bench.json", tmp_path / "bq"
     cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos"),
            "--device", "cpu"]
+    # stopped (as a scheduler stops a job) once a cell is saved: the finished cells stay, the workers go at once
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / "cells").exists() or not os.listdir(out / "cells"):
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        time.sleep(0.2)
+    first.terminate()
+    stopped = first.communicate(timeout=30)[1]
+    saved = len(os.listdir(out / "cells"))
+    assert first.returncode == 1 and f"interrupted: {saved} of 6 cells are saved" in stopped, stopped[-3000:]
     run = subprocess.run(cmd + ["--json", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0 and f"{saved} of 6 cells already" in run.stdout, run.stderr[-3000:]
     result = json.load(open(path))
     assert result["config"]["quick"] and result["machine"]["torch_threads_default"] >= 1
     assert result == json.load(open(out / "bench.json")) and (out / "bench.png").exists() and (out / "bench_steps.png").exists()
@@ -1223,6 +1232,16 @@ def test_bench_quick_json_has_every_field_and_a_rerun_continues_from_its_cells(t
     # cells measured with other settings are not mixed in
     other = subprocess.run(cmd + ["--eval-episodes", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and "eval_episodes = 5" in other.stderr and "Traceback" not in other.stderr
+
+
+def _die(job):
+    os._exit(9)  # what the kernel's out-of-memory kill looks like to the pool
+
+
+def test_bench_a_worker_that_dies_ends_the_run_with_a_message_instead_of_a_hang(tmp_path):
+    cfg = bench.parse(["--quick", "--demos", "1", "--demo-dir", str(tmp_path), "--out", str(tmp_path / "b"), "--workers", "1"])
+    with pytest.raises(SystemExit, match="a worker process died .* rerun with fewer --workers"):
+        bench.run_cells(cfg, [("push", "dbp", 0)], fn=_die)
 
 
 def test_bench_runs_from_pixels_with_the_encoder_in_every_model(tmp_path):
