@@ -56,7 +56,7 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
     lr: float = option(3e-4, "AdamW peak learning rate of every model (DBP's, train.py; Diffusion Policy's 1e-4 "
                        "is slower here: results/bench/lr-screen)", gt=0.0)
     eval_batch: int = option(50, "evaluation episodes run in lockstep, one batched network call per decision; each "
-                             "is a PyBullet client (bimanual: ~140 MB, so 50 take ~7 GB per worker)", ge=1)
+                             "is a PyBullet client (~45 MB, so 50 take ~2.3 GB per worker)", ge=1)
     workers: int = option(2, "worker processes, one cell each at a time, each on one torch thread", ge=1)
     latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
     diffusion_steps: int = option(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)", ge=1)
@@ -309,7 +309,7 @@ def run_cells(cfg, todo, fn=None):
             write_json(cell_path(cfg, cell["task"], cell["model"], cell["seed"]), cell)
         pool.shutdown()
     except BrokenProcessPool:
-        sys.exit(f"error: a worker process died (killed for memory? a bimanual worker holds ~{cfg.eval_batch * 0.14:.0f} GB "
+        sys.exit(f"error: a worker process died (killed for memory? a worker holds ~{cfg.eval_batch * 0.045:.1f} GB "
                  f"at --eval-batch {cfg.eval_batch}); the finished cells are saved in {cfg.out}/cells: rerun with fewer "
                  "--workers or a smaller --eval-batch to continue")
     finally:  # interrupted or failed: stop the workers now, not after their cells (3.14: pool.terminate_workers())

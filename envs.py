@@ -94,9 +94,11 @@ def _clip_norm(v, max_norm):
 class Panda:
     """One fixed-base Panda in a PyBullet client: IK position control of the EE + gripper."""
 
-    def __init__(self, cid, base_pos, ee_yaw, ik_iterations):
+    def __init__(self, cid, base_pos, ee_yaw, ik_iterations, visual=True):
         self.cid, self.ik_iterations = cid, ik_iterations
-        self.body = p.loadURDF("franka_panda/panda.urdf", base_pos, useFixedBase=True, physicsClientId=cid)
+        # Its visual meshes are most of a client's memory (89 of 138 MB on bimanual) and only cameras need them.
+        self.body = p.loadURDF("franka_panda/panda.urdf", base_pos, useFixedBase=True, physicsClientId=cid,
+                               flags=0 if visual else p.URDF_IGNORE_VISUAL_SHAPES)
         self.ee_orn = p.getQuaternionFromEuler([math.pi, 0.0, ee_yaw])  # hand pointing down
         info = [p.getJointInfo(self.body, j, physicsClientId=cid) for j in ARM_JOINTS]
         self.joints = list(range(p.getNumJoints(self.body, physicsClientId=cid)))  # all: arm, hand, fingers
@@ -158,7 +160,8 @@ class PandaTableEnv(gym.Env):
         box = dict(shapeType=p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.01], physicsClientId=cid)
         shapes = p.createCollisionShape(**box), p.createVisualShape(**box, rgbaColor=[0.8, 0.75, 0.65, 1])
         self.table = p.createMultiBody(0, *shapes, [0.5, 0.0, -0.01], physicsClientId=cid)
-        self.arms = [Panda(cid, base, self.EE_YAW, cfg.ik_iterations) for base in self.ARM_BASES]
+        visual = render_mode is not None or obs_mode == "pixels"  # else nothing is ever drawn
+        self.arms = [Panda(cid, base, self.EE_YAW, cfg.ik_iterations, visual) for base in self.ARM_BASES]
         self.objects, self._shapes = [], {}  # bodies re-created at every reset, their shapes
         lo, hi = (np.tile(np.append(ws, g).astype(np.float32), self.n_arms) for ws, g in ((WS_LOW, 0), (WS_HIGH, 1)))
         self.action_space = gym.spaces.Box(lo, hi, dtype=np.float32)

@@ -278,6 +278,18 @@ def test_env_api_passes_gymnasium_checker(task):
     env.close()
 
 
+def test_an_env_that_draws_nothing_loads_no_visual_meshes_and_steps_exactly_as_one_that_draws():
+    import pybullet
+    plain, drawn = envs.make_env("bimanual").unwrapped, envs.make_env("bimanual", render_mode="rgb_array").unwrapped
+    def meshes(env):  # the folders of the arm's meshes that would be drawn
+        return {os.path.basename(os.path.dirname(d[4])) for d in pybullet.getVisualShapeData(env.arms[0].body,
+                                                                                          physicsClientId=env.cid) if d[4]}
+    assert meshes(plain) == {b"collision"} and b"visual" in meshes(drawn)   # the visual meshes: most of its memory
+    a, b = envs.expert_episode(plain, 3), envs.expert_episode(drawn, 3)
+    assert a[2]["success"] and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])     # states, actions
+    assert drawn.render().std() > 5
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_pixel_env_passes_gymnasium_checker_and_hides_the_object_state(task):
     env = envs.make_env(task, obs_mode="pixels")
