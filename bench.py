@@ -297,19 +297,19 @@ def _collect(job):
     envs.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False, obs_mode=cfg.obs)
 
 
-def run_cells(cfg, todo, fn=None):
-    """Run the cells in todo on cfg.workers processes (fn: run_cell), saving each as it finishes. A worker that dies (the
+def run_cells(cfg, todo, fn=run_cell):
+    """Run the cells in todo, fn(job) each, on cfg.workers processes, saving each as it finishes. A worker that dies (the
     kernel kills one that runs out of memory) ends the run with what is saved, instead of waiting forever."""
     pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
     try:
         list(pool.map(_collect, [(task, seed, cfg) for task, seed in sorted({(t, s) for t, _, s in todo})]))
-        futures = [pool.submit(fn or run_cell, (task, model, seed, cfg)) for task, model, seed in todo]
+        futures = [pool.submit(fn, (task, model, seed, cfg)) for task, model, seed in todo]
         for future in tqdm(as_completed(futures), total=len(futures), desc="cells", unit="cell", dynamic_ncols=True):
             cell = future.result()
             write_json(cell_path(cfg, cell["task"], cell["model"], cell["seed"]), cell)
         pool.shutdown()
     except BrokenProcessPool:
-        sys.exit(f"error: a worker process died (killed for memory? a worker holds ~{cfg.eval_batch * 0.045:.1f} GB "
+        sys.exit(f"error: a worker process died (killed for memory? a state worker holds ~{cfg.eval_batch * 0.045:.1f} GB "
                  f"at --eval-batch {cfg.eval_batch}); the finished cells are saved in {cfg.out}/cells: rerun with fewer "
                  "--workers or a smaller --eval-batch to continue")
     finally:  # interrupted or failed: stop the workers now, not after their cells (3.14: pool.terminate_workers())
