@@ -9,6 +9,7 @@ stopped improving. A cell (task, model, seed) is trained and evaluated in a work
 and saved to OUT/cells/ when done: an interrupted run continues where it stopped.
 
     python bench.py                            # all tasks, models and 3 seeds; OUT/bench.json, bench.png, bench_steps.png
+    python bench.py --suite metaworld          # 11 hard Meta-World tasks, 10 demos: runs/bench-metaworld, + bench_groups.png
     python bench.py --quick --json bench.json  # reduced run in a few minutes (the test's)
     python bench.py --help                     # every flag, with its meaning
 """
@@ -32,6 +33,7 @@ from tqdm import tqdm
 import baselines
 import dbp
 import envs
+import metaworld_tasks
 import train
 from dbp import option
 
@@ -44,7 +46,10 @@ MODELS = ("dbp", "dp-unet", "dp-mlp", "flow", "shortcut", "mse")  # trained mode
 @dataclass
 class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
     """The benchmark; demos and evaluation episodes as in train.py."""
-    tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)}")
+    suite: str = option("pybullet", "which tasks and protocol: 'pybullet' (this project's tasks, 200 demos) or "
+                        "'metaworld' (the 11 hard and very hard Meta-World tasks, 10 demos, checkpoints 1000,2500,5000, "
+                        "methods DBP, MSE, flow-1, shortcut-1, DP-U-Net DDIM; flags given explicitly win)")
+    tasks: str = option(",".join(envs.TASKS), f"comma-separated tasks, from {sorted(envs.TASKS)} or mw-<name>")
     models: str = option(",".join(MODELS), f"comma-separated models to train, from {list(MODELS)}; each is evaluated "
                          "with its samplers (dp-*: DDPM and DDIM, flow: 1 and --flow-steps Euler steps)")
     obs: str = option("state", f"what every model sees, one of {envs.OBS_MODES}: the task's state, or camera images and "
@@ -57,6 +62,8 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
                        "is slower here: results/bench/lr-screen)", gt=0.0)
     eval_batch: int = option(50, "evaluation episodes run in lockstep, one batched network call per decision; each "
                              "is a PyBullet client (~45 MB, so 50 take ~2.3 GB per worker)", ge=1)
+    eval_methods: str = option("", "comma-separated evaluated methods, from the trained models' (e.g. dbp,dp-unet-ddim10); "
+                               "'': all of them")
     workers: int = option(2, "worker processes, one cell each at a time, each on one torch thread", ge=1)
     latency_calls: int = option(200, "timed predict_action calls at batch 1 per method and thread setting", ge=1)
     diffusion_steps: int = option(100, "DDPM training timesteps, all of them sampled by DDPM (its NFE)", ge=1)
@@ -71,10 +78,15 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
                           "progress, or an interrupted one)")
 
     def check(self):
+        if self.suite not in SUITES:
+            raise dbp.ConfigError("suite", self.suite, f"must be one of {sorted(SUITES)}")
         if self.obs not in envs.OBS_MODES:
             raise dbp.ConfigError("obs", self.obs, f"must be one of {envs.OBS_MODES}")
         if unknown := set(self.models.split(",")) - set(MODELS):
             raise dbp.ConfigError("models", self.models, f"unknown {sorted(unknown)}; known: {list(MODELS)}")
+        known = methods(dataclasses.replace(self, eval_methods="")) if self.eval_methods else {}
+        if unknown := set(self.eval_methods.split(",")) - set(known) if self.eval_methods else None:
+            raise dbp.ConfigError("eval_methods", self.eval_methods, f"unknown {sorted(unknown)}; known: {list(known)}")
         for task in self.tasks.split(","):
             try:
                 envs.resolve_task(task)
@@ -92,25 +104,35 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
         return [int(s) for s in self.checkpoints.split(",")]
 
 
+SUITES = {"pybullet": {}, "metaworld": dict(
+    tasks=",".join(metaworld_tasks.PREFIX + t for group in metaworld_tasks.GROUPS.values() for t in group), demos=10,
+    models="dbp,mse,flow,shortcut,dp-unet", checkpoints="1000,2500,5000")}
+SUITE_METHODS = {"metaworld": "dbp,mse,flow-1,shortcut-1,dp-unet-ddim{ddim_steps}"}  # evaluated, unless --eval-methods
 QUICK = dict(tasks="push", demos=20, seeds=1, checkpoints="100,200,300", eval_episodes=5, latency_calls=20,
              diffusion_steps=20, ddim_steps=5, flow_steps=4)
-CELL_FIELDS = ("obs", "demos", "lr", "checkpoints", "eval_episodes", "diffusion_steps", "ddim_steps", "flow_steps")  # what a cell's numbers depend on
+CELL_FIELDS = ("obs", "demos", "lr", "checkpoints", "eval_episodes", "diffusion_steps", "ddim_steps", "flow_steps",
+               "eval_methods")  # what a cell's numbers depend on
 
 
 def parse(argv):
     given = vars(dbp.add_config_args(dbp.make_parser(__doc__), BenchConfig).parse_args(argv))
-    cfg = dbp.build_config(BenchConfig, {**(QUICK if given.get("quick") else {}), **given})
-    out = "runs/bench" + ("-quick" if cfg.quick else "") + ("-pixels" if cfg.obs == "pixels" else "")
+    suite = SUITES.get(given.get("suite", "pybullet"), {})
+    cfg = dbp.build_config(BenchConfig, {**suite, **(QUICK if given.get("quick") else {}), **given})
+    if cfg.suite in SUITE_METHODS and "eval_methods" not in given:
+        cfg = dataclasses.replace(cfg, eval_methods=SUITE_METHODS[cfg.suite].format(ddim_steps=cfg.ddim_steps))
+    out = ("runs/bench" + ("-metaworld" if cfg.suite == "metaworld" else "") + ("-quick" if cfg.quick else "")
+           + ("-pixels" if cfg.obs == "pixels" else ""))
     return dataclasses.replace(cfg, out=cfg.out or out)
 
 
 def methods(cfg):
     """Evaluated method -> (trained model, arguments of the model's use() or None, NFE)."""
     d, k, f = cfg.diffusion_steps, cfg.ddim_steps, cfg.flow_steps
-    return {"dbp": ("dbp", None, 1), f"dp-unet-ddpm{d}": ("dp-unet", ("ddpm", d), d),
+    only = set(cfg.eval_methods.split(",")) if cfg.eval_methods else None
+    return {name: m for name, m in {"dbp": ("dbp", None, 1), f"dp-unet-ddpm{d}": ("dp-unet", ("ddpm", d), d),
             f"dp-unet-ddim{k}": ("dp-unet", ("ddim", k), k), f"dp-mlp-ddpm{d}": ("dp-mlp", ("ddpm", d), d),
             f"dp-mlp-ddim{k}": ("dp-mlp", ("ddim", k), k), "flow-1": ("flow", (1,), 1), f"flow-{f}": ("flow", (f,), f),
-            "shortcut-1": ("shortcut", (1,), 1), "mse": ("mse", None, 1)}
+            "shortcut-1": ("shortcut", (1,), 1), "mse": ("mse", None, 1)}.items() if only is None or name in only}
 
 
 def build(model, obs, actions, pcfg, cfg):
@@ -348,6 +370,59 @@ def summarize(cfg, cells, task):
     return out
 
 
+def pooled(rows):
+    """Rows of several tasks (mean, n_success, n_episodes) -> the mean of their means and the pooled 95 % interval."""
+    k, n = sum(r["n_success"] for r in rows), sum(r["n_episodes"] for r in rows)
+    return dict(mean=float(np.mean([r["mean"] for r in rows])), n_success=k, n_episodes=n, ci95=envs.wilson_interval(k, n))
+
+
+def group_summary(cfg, results):
+    """Per Meta-World difficulty group and over all its tasks here ("all"): each method's mean over the tasks of its
+    mean over seeds, with the pooled 95 % interval, at every checkpoint ("1000", ...) and at each task's best ("best").
+    A method is left out of a group where it lacks a task of it."""
+    groups = {g: [t for t in (metaworld_tasks.PREFIX + n for n in names) if t in results]
+              for g, names in metaworld_tasks.GROUPS.items()}
+    groups = {**groups, "all": [t for ts in groups.values() for t in ts]}
+    out = {}
+    for group, tasks in groups.items():
+        for name in methods(cfg):
+            rs = [results[t]["methods"][name] for t in tasks if name in results[t]["methods"]]
+            if not tasks or len(rs) < len(tasks):
+                continue
+            cols = {str(step): pooled([r["by_step"][j] for r in rs]) for j, step in enumerate(cfg.steps)}
+            cols["best"] = pooled([next(b for b in r["by_step"] if b["step"] == r["best_step"]) for r in rs])
+            out.setdefault(group, {})[name] = dict(n_tasks=len(tasks), **cols)
+    return out
+
+
+def group_table(groups, steps):
+    cols = [str(s) for s in steps] + ["best"]
+    rows = ["| group | method | " + " | ".join(f"at {c} steps" if c != "best" else "at each task's best" for c in cols)
+            + " | DBP against it, at each one's best |", "|" + "---|" * (3 + len(cols))]
+    for group, ms in groups.items():
+        for name, r in ms.items():
+            dbp_best = ms.get("dbp", {}).get("best")
+            verdict = "–" if name == "dbp" or dbp_best is None else compare(dbp_best, r["best"])
+            rows.append(f"| {group} ({r['n_tasks']}) | {label(name)} | " + " | ".join(
+                f"{r[c]['mean']:.2f} [{r[c]['ci95'][0]:.2f}, {r[c]['ci95'][1]:.2f}]" for c in cols) + f" | {verdict} |")
+    return "\n".join(rows)
+
+
+def expert_successes(cfg, tasks, episodes=50):
+    """The scripted expert's success on the evaluation layouts of each Meta-World task (seed 0's `episodes`
+    episodes), kept in OUT/expert.json; a task under 0.9 stays in the tables and is flagged in the report."""
+    path, known = os.path.join(cfg.out, "expert.json"), {}
+    if os.path.exists(path):
+        with open(path) as f:
+            known = json.load(f)
+    for task in (t for t in tasks if t.startswith(metaworld_tasks.PREFIX) and t not in known):
+        k = metaworld_tasks.expert_success(task[len(metaworld_tasks.PREFIX):], episodes)
+        known[task] = dict(n_success=k, n_episodes=episodes, success_rate=k / episodes,
+                           ci95=envs.wilson_interval(k, episodes))
+        write_json(path, known)
+    return {t: known[t] for t in tasks if t in known}
+
+
 def label(name):
     return name.upper() if name in ("dbp", "mse") else name
 
@@ -371,6 +446,11 @@ def table(tasks, steps):
     return "\n".join(rows)
 
 
+def compare(a, b):
+    """DBP's row a against another's b: 'DBP wins' or 'DBP loses' where their 95 % intervals do not overlap."""
+    return "DBP wins" if a["ci95"][0] > b["ci95"][1] else "DBP loses" if a["ci95"][1] < b["ci95"][0] else "tie"
+
+
 def verdicts(tasks):
     """DBP against every other method of each task, at each one's best checkpoint and at the last (equal steps):
     'DBP wins' or 'DBP loses' where the pooled 95 % intervals do not overlap, else 'tie'."""
@@ -385,8 +465,7 @@ def verdicts(tasks):
             row = dict(task=task, method=name, latency_over_dbp=r.get("latency_over_dbp_1thread"))
             for key, at in pick.items():
                 a, b = at(t["methods"]["dbp"]), at(r)
-                row[key] = dict(dbp=a["mean"], other=b["mean"], verdict="DBP wins" if a["ci95"][0] > b["ci95"][1]
-                                else "DBP loses" if a["ci95"][1] < b["ci95"][0] else "tie")
+                row[key] = dict(dbp=a["mean"], other=b["mean"], verdict=compare(a, b))
             rows.append(row)
     return rows
 
@@ -411,8 +490,12 @@ def plot(tasks, path_pareto, path_steps):
     names = list(dict.fromkeys(n for t in tasks.values() for n in t["methods"]))
     style = {n: (f"C{i % 10}", "os^vDP*Xhd"[i % 10]) for i, n in enumerate(names)}
     for path, steps_plot in ((path_pareto, False), (path_steps, True)):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
-        for ax, (task, t) in zip(axes[0], tasks.items()):
+        cols = min(len(tasks), 4)
+        rows = -(-len(tasks) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows), squeeze=False)
+        for ax in axes.flat[len(tasks):]:
+            ax.axis("off")
+        for ax, (task, t) in zip(axes.flat, tasks.items()):
             for name, r in t["methods"].items():
                 color, marker = style[name]
                 if steps_plot:
@@ -430,11 +513,40 @@ def plot(tasks, path_pareto, path_steps):
                 ax.set_xticks(x, [f"{s / 1000:g}k" for s in x])
                 ax.minorticks_off()
             ax.grid(alpha=0.3, which="both")
-        axes[0][-1].legend(fontsize=7, loc="lower right")
+        axes.flat[len(tasks) - 1].legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         fig.savefig(path + ".tmp.png", dpi=100)
         plt.close(fig)
         os.replace(path + ".tmp.png", path)
+
+
+def plot_groups(groups, expert, path):
+    """bench_groups.png: per group, each method's mean success at each task's best (bars) with the pooled 95 %
+    interval, beside the scripted expert's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(dict.fromkeys(n for ms in groups.values() for n in ms))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(groups) * (len(names) + 1) / 3, 4))
+    width = 0.8 / (len(names) + 1)
+    for g, (group, ms) in enumerate(groups.items()):
+        tasks = [t for t in expert if group == "all" or t[len(metaworld_tasks.PREFIX):] in metaworld_tasks.GROUPS[group]]
+        bars = [("expert", pooled([dict(mean=expert[t]["success_rate"], **expert[t]) for t in tasks]) if tasks else None)]
+        for i, (name, r) in enumerate(bars + [(n, ms[n]["best"] if n in ms else None) for n in names]):
+            if r is not None:
+                x = g + (i - (len(names) + 1) / 2 + 0.5) * width
+                ax.bar(x, r["mean"], width, color="0.6" if name == "expert" else f"C{names.index(name) % 10}",
+                       label=label(name) if g == 0 else None)
+                ax.errorbar(x, r["mean"], [[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]], color="k", capsize=2)
+    ax.set_xticks(range(len(groups)), [f"{g} ({next(iter(ms.values()))['n_tasks']} tasks)" for g, ms in groups.items()])
+    ax.set(ylim=(0, 1.05), ylabel="success, mean over tasks (each at its best checkpoint)",
+           title="Meta-World, state, 10 demos, 3 seeds (pooled 95 % intervals)")
+    ax.legend(fontsize=7, ncol=3, loc="lower left")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
 
 
 def machine():
@@ -443,6 +555,59 @@ def machine():
     return dict(cpu=cpu, cpu_count=os.cpu_count(), torch_threads_default=DEFAULT_THREADS,
                 load_average_at_start=list(os.getloadavg()), python=platform.python_version(),
                 torch=torch.__version__, diffusers=importlib.metadata.version("diffusers"), platform=platform.platform())
+
+
+def task_results(cfg, cells, tasks):
+    """Per task with a finished cell: its methods' summaries with their latencies and training cost; tasks of the same
+    observation and action sizes share one timing (a network's cost does not depend on its weights)."""
+    results, timed = {}, {}
+    for task in tasks:
+        if not (summary := summarize(cfg, cells, task)):
+            continue                                                                  # --report before any cell of it
+        env = envs.make_env(task).unwrapped
+        key = (env.observation_space.shape, env.action_space.shape, tuple(summary))
+        env.close()
+        timed[key] = timed.get(key) or latencies(task, cfg, summary)
+        for name, lat in timed[key].items():
+            summary[name].update(lat)
+        if "dbp" in summary:
+            for r in summary.values():
+                for key in ("1thread", "default"):
+                    r[f"latency_over_dbp_{key}"] = r[f"latency_p50_ms_{key}"] / summary["dbp"][f"latency_p50_ms_{key}"]
+        results[task] = dict(methods=summary)
+    return results
+
+
+def report(cfg, cells, tasks, info, t0):
+    """Print the tables, write bench.json and the plots; Meta-World tasks add the expert's success and the groups."""
+    results = task_results(cfg, cells, tasks)
+    if not results:
+        print("no cell finished yet: nothing to report")
+        return None
+    out = dict(config=dataclasses.asdict(cfg), machine=info, wall_seconds=round(time.perf_counter() - t0, 1),
+               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results, verdicts=verdicts(results))
+    print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; {cfg.seeds} seeds, "
+          f"checkpoints {cfg.checkpoints}, {cfg.eval_episodes} episodes each; {info['cpu']} ({info['cpu_count']} cores); "
+          f"this run {out['wall_seconds'] / 60:.1f} min, all cells {out['cell_seconds'] / 60:.1f} min of worker time\n")
+    print(table(results, cfg.steps))
+    if out["verdicts"]:
+        print("\nDBP against each method (pooled 95 % intervals; latency at batch 1, p50, 1 thread):\n")
+        print(verdict_table(out["verdicts"]))
+    plots = ["bench.png", "bench_steps.png"]
+    if expert := expert_successes(cfg, results):
+        out.update(expert=expert, groups=group_summary(cfg, results))
+        print("\nscripted expert on the evaluation layouts (seed 0's episodes): " + ", ".join(
+            f"{t} {e['success_rate']:.2f}" + (" (under 0.9)" if e["success_rate"] < 0.9 else "") for t, e in expert.items()))
+        if out["groups"]:
+            print("\nMeta-World groups: mean over tasks of the mean over seeds [pooled 95 % interval]:\n")
+            print(group_table(out["groups"], cfg.steps))
+            plot_groups(out["groups"], expert, os.path.join(cfg.out, "bench_groups.png"))
+            plots.append("bench_groups.png")
+    for path in filter(None, (os.path.join(cfg.out, "bench.json"), cfg.json)):
+        write_json(path, out)
+    plot(results, *(os.path.join(cfg.out, p) for p in plots[:2]))
+    print(f"\nwrote {cfg.out}/bench.json, {', '.join(plots)}" + (f" and {cfg.json}" if cfg.json else ""))
+    return out
 
 
 def main(argv=None):
@@ -462,34 +627,7 @@ def main(argv=None):
             n = sum(os.path.exists(cell_path(cfg, *c)) for c in cells)
             sys.exit(f"\ninterrupted: {n} of {len(cells)} cells are saved in {cfg.out}/cells; the same command continues")
     cells = [cell for cell in (load_cell(cfg, cell_path(cfg, *c)) for c in cells) if cell is not None]
-    results = {}
-    for task in tasks:
-        if not (summary := summarize(cfg, cells, task)):
-            continue                                                                  # --report before any cell of it
-        for name, lat in latencies(task, cfg, summary).items():
-            summary[name].update(lat)
-        if "dbp" in summary:
-            for r in summary.values():
-                for key in ("1thread", "default"):
-                    r[f"latency_over_dbp_{key}"] = r[f"latency_p50_ms_{key}"] / summary["dbp"][f"latency_p50_ms_{key}"]
-        results[task] = dict(methods=summary)
-    if not results:
-        print("no cell finished yet: nothing to report")
-        return None
-    out = dict(config=dataclasses.asdict(cfg), machine=info, wall_seconds=round(time.perf_counter() - t0, 1),
-               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results, verdicts=verdicts(results))
-    print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; {cfg.seeds} seeds, "
-          f"checkpoints {cfg.checkpoints}, {cfg.eval_episodes} episodes each; {info['cpu']} ({info['cpu_count']} cores); "
-          f"this run {out['wall_seconds'] / 60:.1f} min, all cells {out['cell_seconds'] / 60:.1f} min of worker time\n")
-    print(table(results, cfg.steps))
-    if out["verdicts"]:
-        print("\nDBP against each method (pooled 95 % intervals; latency at batch 1, p50, 1 thread):\n")
-        print(verdict_table(out["verdicts"]))
-    for path in filter(None, (os.path.join(cfg.out, "bench.json"), cfg.json)):
-        write_json(path, out)
-    plot(results, os.path.join(cfg.out, "bench.png"), os.path.join(cfg.out, "bench_steps.png"))
-    print(f"\nwrote {cfg.out}/bench.json, bench.png, bench_steps.png" + (f" and {cfg.json}" if cfg.json else ""))
-    return out
+    return report(cfg, cells, tasks, info, t0)
 
 
 if __name__ == "__main__":

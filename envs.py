@@ -25,6 +25,8 @@ import pybullet as p
 import pybullet_data
 from tqdm import tqdm
 
+import metaworld_tasks
+
 TASKS, DEFAULT_TASK = {"push": "DBPPush-v0", "lift": "DBPLift-v0", "bimanual": "DBPBimanual-v0"}, "push"
 OBS_MODES = ("state", "pixels")  # what a policy sees: true object state, or camera images and the arms' own pose
 
@@ -55,11 +57,15 @@ MAX_OPENING, FINGER_SPEED = 0.08, 0.1  # both fingers fully open (m), max speed 
 # ----------------------------------------------------------------------------- helpers
 
 def resolve_task(task):
-    """Short name or gym id -> (short name, gym id); unknown names raise ValueError."""
+    """Short name or gym id -> (short name, gym id); mw-<name> is a Meta-World task (metaworld_tasks.py), registered
+    on first use; unknown names raise ValueError."""
     for short, env_id in TASKS.items():
         if task in (short, env_id):
             return short, env_id
-    raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)} or {sorted(TASKS.values())}")
+    if isinstance(task, str) and task.startswith(metaworld_tasks.PREFIX):
+        return task, metaworld_tasks.register(task)
+    raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)} or {sorted(TASKS.values())}, "
+                     f"or {metaworld_tasks.PREFIX}<name> for a Meta-World task (e.g. mw-assembly)")
 
 
 def make_env(task=DEFAULT_TASK, render_mode=None, **kwargs):
@@ -442,6 +448,8 @@ def make_expert(env, rng, noise_m=0.004):
     """Scripted expert for env or its task class (new after every reset; it acts on the state alone), Gaussian
     action noise noise_m (m); .mode: goal index or -1."""
     cls = env if isinstance(env, type) else type(env.unwrapped)
+    if cls is metaworld_tasks.MetaWorldEnv:
+        return metaworld_tasks.make_expert(env, rng)
     return {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}[cls](cls, rng, noise_m)
 
 

@@ -39,6 +39,7 @@ from tqdm import tqdm
 import dbp
 import dbpo
 import envs
+import metaworld_tasks
 from dbp import option
 
 
@@ -91,6 +92,8 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, dbp.DeviceConfig):
 
 # --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
 PIXEL_DEFAULTS = dict(steps=6000, warmup_steps=300, eval_every=2000)
+# --task mw-<name>: the Meta-World protocol of DP3 and MP1, 10 scripted demos (flags given still apply)
+METAWORLD_DEFAULTS = dict(demos=10)
 
 
 @dataclass
@@ -623,6 +626,8 @@ def parse(argv):
         given = {**dbpo.PRESETS[given["preset"]], **given}
     if stage == "pretrain" and given.get("obs") == "pixels":
         given = {**PIXEL_DEFAULTS, **given}
+    if stage == "pretrain" and str(given.get("task", "")).startswith(metaworld_tasks.PREFIX):
+        given = {**METAWORLD_DEFAULTS, **given}
     cfg = dbp.build_config(STAGES[stage], given)
     return stage, cfg, {k: getattr(cfg, k) for k in given}
 
