@@ -62,6 +62,9 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
                        "is slower here: results/bench/lr-screen)", gt=0.0)
     eval_batch: int = option(50, "evaluation episodes run in lockstep, one batched network call per decision; each "
                              "is a PyBullet client (~45 MB, so 50 take ~2.3 GB per worker)", ge=1)
+    recipe: str = option("", "settings of the training recipe (train.PretrainConfig fields) that differ from its "
+                         "defaults, e.g. 'k=16,bandwidth=0.05' or 'temperatures=0.01/0.05': the chunk shape and training "
+                         "apply to every model, DBP's loss fields to DBP; a study's runs go to their own --out")
     eval_methods: str = option("", "comma-separated evaluated methods, from the trained models' (e.g. dbp,dp-unet-ddim10); "
                                "'': all of them")
     workers: int = option(2, "worker processes, one cell each at a time, each on one torch thread", ge=1)
@@ -82,6 +85,7 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
             raise dbp.ConfigError("suite", self.suite, f"must be one of {sorted(SUITES)}")
         if self.obs not in envs.OBS_MODES:
             raise dbp.ConfigError("obs", self.obs, f"must be one of {envs.OBS_MODES}")
+        recipe_overrides(self.recipe)                                  # a bad field or value is a ConfigError
         if unknown := set(self.models.split(",")) - set(MODELS):
             raise dbp.ConfigError("models", self.models, f"unknown {sorted(unknown)}; known: {list(MODELS)}")
         known = methods(dataclasses.replace(self, eval_methods="")) if self.eval_methods else {}
@@ -111,7 +115,7 @@ SUITE_METHODS = {"metaworld": "dbp,mse,flow-1,shortcut-1,dp-unet-ddim{ddim_steps
 QUICK = dict(tasks="push", demos=20, seeds=1, checkpoints="100,200,300", eval_episodes=5, latency_calls=20,
              diffusion_steps=20, ddim_steps=5, flow_steps=4)
 CELL_FIELDS = ("obs", "demos", "lr", "checkpoints", "eval_episodes", "diffusion_steps", "ddim_steps", "flow_steps",
-               "eval_methods")  # what a cell's numbers depend on
+               "eval_methods", "recipe")  # what a cell's numbers depend on
 
 
 def parse(argv):
@@ -151,10 +155,31 @@ def build(model, obs, actions, pcfg, cfg):
     return policy
 
 
+def recipe_overrides(text):
+    """'k=16,temperatures=0.01/0.05' -> {"k": 16, "temperatures": (0.01, 0.05)}, typed by train.PretrainConfig's fields."""
+    fields, out = {f.name: f for f in dataclasses.fields(train.PretrainConfig)}, {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in fields or name in ("task", "demos", "steps", "seed", "demo_dir", "lr", "obs", "out"):
+            raise dbp.ConfigError("recipe", text, f"{name!r} is not a recipe field (bench's own flags set the others)")
+        kind = fields[name].type
+        try:
+            out[name] = tuple(float(v) for v in value.split("/")) if kind is tuple else \
+                value in ("1", "true", "True") if kind is bool else kind(value)
+        except ValueError:
+            raise dbp.ConfigError("recipe", text, f"{name}={value!r} is not a {kind.__name__}") from None
+    try:
+        train.PretrainConfig(**out)
+    except dbp.ConfigError as e:
+        raise dbp.ConfigError("recipe", text, str(e)) from None
+    return out
+
+
 def recipe(task, seed, cfg):
-    """DBP's pretrain recipe (train.PretrainConfig) over the checkpoints; every model trains with it."""
+    """DBP's pretrain recipe (train.PretrainConfig) over the checkpoints, with cfg.recipe's overrides; every model
+    trains with it."""
     pcfg = train.PretrainConfig(task=task, demos=cfg.demos, steps=cfg.steps[-1], seed=seed, demo_dir=cfg.demo_dir, lr=cfg.lr,
-                                obs=cfg.obs)
+                                obs=cfg.obs, **recipe_overrides(cfg.recipe))
     return dataclasses.replace(pcfg, warmup_steps=min(pcfg.warmup_steps, pcfg.steps // 10))  # shortens --quick's only
 
 

@@ -1314,10 +1314,22 @@ def test_unet_needs_a_horizon_it_can_halve():
 def test_bench_cli_errors_are_clear():
     for args, message in ((["--tasks", "push,nope"], "known tasks"), (["--stepz", "5"], "unrecognized arguments"),
                           (["--models", "dbp,gan"], "unknown ['gan']"), (["--checkpoints", "5000,2500"], "increasing"),
-                          (["--checkpoints", "1e4"], "integers")):
+                          (["--checkpoints", "1e4"], "integers"), (["--recipe", "kk=3"], "'kk' is not a recipe field"),
+                          (["--recipe", "steps=9"], "not a recipe field"), (["--recipe", "k=1.5"], "is not a int"),
+                          (["--recipe", "n_samples=1"], "n_samples = 1: must be >= 2"),
+                          (["--eval-methods", "dbp,dbp-z0"], "unknown ['dbp-z0']"), (["--suite", "atari"], "one of")):
         with pytest.raises(SystemExit) as e:
-            bench.parse(args)
+            bench.recipe("push", 0, bench.parse(args))
         assert str(e.value.code).startswith("error:") and message in str(e.value.code), e.value.code
+
+
+def test_bench_recipe_overrides_reach_every_model_and_the_suite_sets_the_protocol():
+    cfg = bench.parse(["--suite", "metaworld", "--recipe", "k=16,horizon=12,temperatures=0.01/0.05"])
+    pcfg = bench.recipe("mw-push", 1, cfg)
+    assert (pcfg.k, pcfg.horizon, pcfg.temperatures, pcfg.demos, pcfg.steps, pcfg.seed) == (16, 12, (0.01, 0.05), 10, 5000, 1)
+    assert cfg.tasks.split(",")[0] == "mw-assembly" and len(cfg.tasks.split(",")) == 11 and cfg.out == "runs/bench-metaworld"
+    assert set(bench.methods(cfg)) == {"dbp", "mse", "flow-1", "shortcut-1", "dp-unet-ddim10"}
+    assert set(bench.methods(bench.parse(["--suite", "metaworld", "--ddim-steps", "5"]))) >= {"dp-unet-ddim5"}
 
 
 def test_numpy_forward_pass_equals_the_torch_policy():
