@@ -88,7 +88,7 @@ class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
         recipe_overrides(self.recipe)                                  # a bad field or value is a ConfigError
         if unknown := set(self.models.split(",")) - set(MODELS):
             raise dbp.ConfigError("models", self.models, f"unknown {sorted(unknown)}; known: {list(MODELS)}")
-        known = methods(dataclasses.replace(self, eval_methods="")) if self.eval_methods else {}
+        known = {**methods(dataclasses.replace(self, eval_methods="")), **STUDY_METHODS} if self.eval_methods else {}
         if unknown := set(self.eval_methods.split(",")) - set(known) if self.eval_methods else None:
             raise dbp.ConfigError("eval_methods", self.eval_methods, f"unknown {sorted(unknown)}; known: {list(known)}")
         for task in self.tasks.split(","):
@@ -130,13 +130,37 @@ def parse(argv):
 
 
 def methods(cfg):
-    """Evaluated method -> (trained model, arguments of the model's use() or None, NFE)."""
+    """Evaluated method -> (trained model, arguments of the model's use() or None, NFE): those named by
+    cfg.eval_methods, else every one but the study's (STUDY_METHODS)."""
     d, k, f = cfg.diffusion_steps, cfg.ddim_steps, cfg.flow_steps
     only = set(cfg.eval_methods.split(",")) if cfg.eval_methods else None
     return {name: m for name, m in {"dbp": ("dbp", None, 1), f"dp-unet-ddpm{d}": ("dp-unet", ("ddpm", d), d),
             f"dp-unet-ddim{k}": ("dp-unet", ("ddim", k), k), f"dp-mlp-ddpm{d}": ("dp-mlp", ("ddpm", d), d),
             f"dp-mlp-ddim{k}": ("dp-mlp", ("ddim", k), k), "flow-1": ("flow", (1,), 1), f"flow-{f}": ("flow", (f,), f),
-            "shortcut-1": ("shortcut", (1,), 1), "mse": ("mse", None, 1)}.items() if only is None or name in only}
+            "shortcut-1": ("shortcut", (1,), 1), "mse": ("mse", None, 1), **STUDY_METHODS}.items()
+            if (only is None and name not in STUDY_METHODS) or (only and name in only)}
+
+
+class ZeroNoise:
+    """DBP decoded at z = 0, the noise's mean: the same network and one pass, deterministic (a study's method)."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def predict_action(self, obs):
+        B = len(obs["agent_pos"] if isinstance(obs, dict) else obs)
+        return self.policy.predict_action(obs, noise=np.zeros((B, self.policy.horizon, self.policy.action_dim), np.float32))
+
+
+STUDY_METHODS = {"dbp-z0": ("dbp", ("z0",), 1)}  # evaluated only when --eval-methods names them
+
+
+def with_sampler(policy, use):
+    """A trained model as the method `use` evaluates it (methods()), in eval mode."""
+    return policy.eval() if use is None else ZeroNoise(policy.eval()) if use == ("z0",) else policy.use(*use).eval()
 
 
 def build(model, obs, actions, pcfg, cfg):
@@ -240,7 +264,7 @@ def run_cell(job):
         step, train_s = target, train_s + time.perf_counter() - t0
         row = dict(step=target, train_seconds=round(train_s, 1), methods={})
         for name, (use, nfe) in mine.items():
-            t0, evaluated = time.perf_counter(), ema.model.eval() if use is None else ema.model.use(*use).eval()
+            t0, evaluated = time.perf_counter(), with_sampler(ema.model, use)
             r = train.evaluate(evaluated, task, cfg.eval_episodes, seed, batch=cfg.eval_batch)
             row["methods"][name] = dict(
                 {k: r[k] for k in ("success_rate", "ci95", "n_success", "n_episodes", "mode_counts")},
@@ -300,7 +324,7 @@ def latencies(task, cfg, names):
         if model not in step_ms:
             step_ms[model] = train_ms_per_step(model, obs, actions, pcfg, cfg)
         policy = build(model, obs, actions, pcfg, cfg).to(dbp.resolve_device(cfg.device))
-        policy = (policy if use is None else policy.use(*use)).eval()
+        policy = with_sampler(policy, use)
         out[name] = dict(train_ms_per_step_1thread=step_ms[model])
         for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):
             first = {k: v[:1].numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs[:1].numpy()

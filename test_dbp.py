@@ -1317,7 +1317,7 @@ def test_bench_cli_errors_are_clear():
                           (["--checkpoints", "1e4"], "integers"), (["--recipe", "kk=3"], "'kk' is not a recipe field"),
                           (["--recipe", "steps=9"], "not a recipe field"), (["--recipe", "k=1.5"], "is not a int"),
                           (["--recipe", "n_samples=1"], "n_samples = 1: must be >= 2"),
-                          (["--eval-methods", "dbp,dbp-z0"], "unknown ['dbp-z0']"), (["--suite", "atari"], "one of")):
+                          (["--eval-methods", "dbp,dbp-z1"], "unknown ['dbp-z1']"), (["--suite", "atari"], "one of")):
         with pytest.raises(SystemExit) as e:
             bench.recipe("push", 0, bench.parse(args))
         assert str(e.value.code).startswith("error:") and message in str(e.value.code), e.value.code
