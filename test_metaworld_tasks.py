@@ -70,7 +70,7 @@ def test_train_pretrains_and_evaluates_a_meta_world_task(tmp_path):
 
 
 def test_train_takes_the_protocol_demos_by_default():
-    assert train.parse(["--task", "mw-assembly"])[1].demos == 10
+    assert (train.parse(["--task", "mw-assembly"])[1].demos, train.parse(["--task", "mw-assembly"])[1].steps) == (10, 5000)
     assert train.parse(["--task", "mw-assembly", "--demos", "4"])[1].demos == 4
     assert train.parse([])[1].demos == 200
 

@@ -53,7 +53,8 @@ class EvalConfig(dbp.SeedConfig):
 @dataclass
 class DemoConfig(dbp.Config):
     """Scripted demonstrations, shared by stage 1 and bench.py."""
-    demos: int = option(200, "expert demonstrations to train on (generated and cached if missing)", ge=1)
+    demos: int = option(200, "expert demonstrations to train on (generated and cached if missing; Meta-World tasks: 10, the protocol)",
+                        ge=1)
     demo_dir: str = option("demos", "cache directory of demonstration files")
 
 
@@ -76,7 +77,7 @@ class RunConfig(EvalConfig):
 class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, dbp.DeviceConfig):
     """Stage 1: DBP from demonstrations; the policy and drift-loss fields come from dbp.DBPConfig."""
     task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}")
-    steps: int = option(15000, "gradient steps (6000 with --obs pixels)", ge=1)
+    steps: int = option(15000, "gradient steps (6000 with --obs pixels, 5000 with --task mw-*)", ge=1)
     batch_size: int = option(128, "observations per batch (B); each gets n_samples (G) generated chunks, so a step "
                              "runs the generator on B*G samples", ge=1)
     lr: float = option(3e-4, "AdamW peak learning rate (cosine schedule after warmup)", gt=0.0)
@@ -92,8 +93,9 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, dbp.DeviceConfig):
 
 # --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
 PIXEL_DEFAULTS = dict(steps=6000, warmup_steps=300, eval_every=2000)
-# --task mw-<name>: the Meta-World protocol of DP3 and MP1, 10 scripted demos (flags given still apply)
-METAWORLD_DEFAULTS = dict(demos=10)
+# --task mw-<name>: the Meta-World protocol of DP3 and MP1, 10 scripted demos, and the steps of the last checkpoint of
+# `bench.py --suite metaworld` (flags given still apply)
+METAWORLD_DEFAULTS = dict(demos=10, steps=5000)
 
 
 @dataclass
