@@ -53,8 +53,8 @@ class EvalConfig(dbp.SeedConfig):
 @dataclass
 class DemoConfig(dbp.Config):
     """Scripted demonstrations, shared by stage 1 and bench.py."""
-    demos: int = option(200, "expert demonstrations to train on (generated and cached if missing; Meta-World tasks: 10, the protocol)",
-                        ge=1)
+    demos: int = option(200, "expert demonstrations to train on (generated and cached if missing; Meta-World "
+                        "tasks: 10, the protocol)", ge=1)
     demo_dir: str = option("demos", "cache directory of demonstration files")
 
 
