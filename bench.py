@@ -569,7 +569,7 @@ def plot(tasks, path_pareto, path_steps):
         os.replace(path + ".tmp.png", path)
 
 
-def plot_groups(groups, expert, path):
+def plot_groups(groups, expert, path, seeds):
     """bench_groups.png: per group, each method's mean success at each task's best (bars) with the pooled 95 %
     interval, beside the scripted expert's."""
     import matplotlib
@@ -589,7 +589,7 @@ def plot_groups(groups, expert, path):
                 ax.errorbar(x, r["mean"], [[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]], color="k", capsize=2)
     ax.set_xticks(range(len(groups)), [f"{g} ({next(iter(ms.values()))['n_tasks']} tasks)" for g, ms in groups.items()])
     ax.set(ylim=(0, 1.05), ylabel="success, mean over tasks (each at its best checkpoint)",
-           title="Meta-World, state, 10 demos, 3 seeds (pooled 95 % intervals)")
+           title=f"Meta-World, state, {seeds} seed{'s' if seeds > 1 else ''} (pooled 95 % intervals)")
     ax.legend(fontsize=7, ncol=3, loc="lower left")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -650,7 +650,7 @@ def report(cfg, cells, tasks, info, t0):
         if out["groups"]:
             print("\nMeta-World groups: mean over tasks of the mean over seeds [pooled 95 % interval]:\n")
             print(group_table(out["groups"], cfg.steps))
-            plot_groups(out["groups"], expert, os.path.join(cfg.out, "bench_groups.png"))
+            plot_groups(out["groups"], expert, os.path.join(cfg.out, "bench_groups.png"), cfg.seeds)
             plots.append("bench_groups.png")
     for path in filter(None, (os.path.join(cfg.out, "bench.json"), cfg.json)):
         write_json(path, out)
