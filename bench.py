@@ -563,10 +563,7 @@ def plot(tasks, path_pareto, path_steps):
                 ax.minorticks_off()
             ax.grid(alpha=0.3, which="both")
         axes.flat[len(tasks) - 1].legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        fig.savefig(path + ".tmp.png", dpi=100)
-        plt.close(fig)
-        os.replace(path + ".tmp.png", path)
+        save_figure(fig, path)
 
 
 def plot_groups(groups, expert, path, seeds):
@@ -592,6 +589,12 @@ def plot_groups(groups, expert, path, seeds):
            title=f"Meta-World, state, {seeds} seed{'s' if seeds > 1 else ''} (pooled 95 % intervals)")
     ax.legend(fontsize=7, ncol=3, loc="lower left")
     ax.grid(alpha=0.3, axis="y")
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Write a matplotlib figure to path atomically, then close it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=100)
     plt.close(fig)

@@ -122,7 +122,7 @@ def make_expert(env, rng):
 def expert_success(name, episodes, seed=0):
     """The scripted expert's success over `episodes` seeded episodes of mw-<name>, on the evaluation layouts."""
     import envs
-    env, n_success = gym.make(register(PREFIX + name)), 0
+    env, n_success = envs.make_env(PREFIX + name), 0
     for i in range(episodes):
         n_success += bool(envs.expert_episode(env, envs.eval_seed(seed, i))[2]["success"])
     env.close()
