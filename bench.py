@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 import baselines
+import cli
 import dbp
 import envs
 import metaworld_tasks
@@ -44,7 +45,7 @@ MODELS = ("dbp", "dp-unet", "dp-mlp", "flow", "shortcut", "mse")  # trained mode
 
 
 @dataclass
-class BenchConfig(train.EvalConfig, train.DemoConfig, dbp.DeviceConfig):
+class BenchConfig(train.EvalConfig, train.DemoConfig, cli.DeviceConfig):
     """The benchmark; demos and evaluation episodes as in train.py."""
     suite: str = option("pybullet", "which tasks and protocol: 'pybullet' (this project's tasks, 200 demos) or "
                         "'metaworld' (the 11 hard and very hard Meta-World tasks, 10 demos, checkpoints 1000,2500,5000, "
@@ -119,9 +120,9 @@ CELL_FIELDS = ("obs", "demos", "lr", "checkpoints", "eval_episodes", "diffusion_
 
 
 def parse(argv):
-    given = vars(dbp.add_config_args(dbp.make_parser(__doc__), BenchConfig).parse_args(argv))
+    given = vars(cli.add_config_args(cli.make_parser(__doc__), BenchConfig).parse_args(argv))
     suite = SUITES.get(given.get("suite", "pybullet"), {})
-    cfg = dbp.build_config(BenchConfig, {**suite, **(QUICK if given.get("quick") else {}), **given})
+    cfg = cli.build_config(BenchConfig, {**suite, **(QUICK if given.get("quick") else {}), **given})
     if cfg.suite in SUITE_METHODS and "eval_methods" not in given:
         cfg = dataclasses.replace(cfg, eval_methods=SUITE_METHODS[cfg.suite].format(ddim_steps=cfg.ddim_steps))
     out = ("runs/bench" + ("-metaworld" if cfg.suite == "metaworld" else "") + ("-quick" if cfg.quick else "")
@@ -210,7 +211,7 @@ def recipe(task, seed, cfg):
 def trainer(model, obs, actions, pcfg, cfg):
     """A fresh policy of a model kind on cfg.device and its training -> (EMA of it, step(batch indices)): AdamW and
     DBP's lr schedule (pcfg), the same for every model; the windows are copied to the device."""
-    device = dbp.resolve_device(cfg.device)
+    device = cli.resolve_device(cfg.device)
     policy = build(model, obs, actions, pcfg, cfg)
     pos, pos_w = policy.positives(obs, actions) if model == "dbp" else (None, None)
     policy, obs, actions = policy.to(device), train.to_device(obs, device), actions.to(device)
@@ -274,7 +275,7 @@ def run_cell(job):
         print(f"  {task} {model} seed {seed}: step {target} ({train_s / 60:.1f} min), "
               + ", ".join(f"{n} {r['success_rate']:.2f}" for n, r in row["methods"].items()), flush=True)
     return dict(task=task, model=model, seed=seed, settings={k: getattr(cfg, k) for k in CELL_FIELDS},
-                device=str(dbp.resolve_device(cfg.device)), machine=machine(),
+                device=str(cli.resolve_device(cfg.device)), machine=machine(),
                 n_demos=len(demo["episode_ends"]), n_windows=len(actions), wall_seconds=round(time.perf_counter() - t_cell, 1),
                 evaluations=evaluations)
 
@@ -323,7 +324,7 @@ def latencies(task, cfg, names):
         torch.manual_seed(0)
         if model not in step_ms:
             step_ms[model] = train_ms_per_step(model, obs, actions, pcfg, cfg)
-        policy = build(model, obs, actions, pcfg, cfg).to(dbp.resolve_device(cfg.device))
+        policy = build(model, obs, actions, pcfg, cfg).to(cli.resolve_device(cfg.device))
         policy = with_sampler(policy, use)
         out[name] = dict(train_ms_per_step_1thread=step_ms[model])
         for threads, key in ((1, "1thread"), (DEFAULT_THREADS, "default")):

@@ -16,7 +16,7 @@ This file stands alone (torch, numpy, stdlib): copy it into your codebase and us
 From cameras (DBPConfig(obs="pixels")), obs is {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
     policy = DBPPolicy(Do, action_dim, DBPConfig(obs="pixels"), image_shape=(V, 3, H, W))
     policy.normalizer.fit(obs["agent_pos"], actions)   # then as above
-Run `python dbp.py` for a seconds-long demo and the batch-1 latency.
+Run `python dbp.py` for a seconds-long demo; example.py runs both stages with this file and dbpo.py alone.
 
 Shape letters, used in comments at every reshape:
     B batch of observations, G generated samples per observation, K positives per
@@ -24,12 +24,11 @@ Shape letters, used in comments at every reshape:
     Ta executed steps per chunk, L = Th*Da, N dataset size (or envs). An `n` prefix marks
     normalized data.
 """
-import argparse
 import copy
 import dataclasses
 import math
+import numbers
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -44,11 +43,12 @@ OBS_MODES = ("state", "pixels")   # as envs.OBS_MODES
 PIXEL_FIELDS = ("obs", "crop", "encoder_channels", "image_features")  # DBPConfig's fields for pixel observations
 TEMPERATURES = (0.02, 0.05, 0.2)  # kernel temperatures tau, in units of the mean distance
 SELF_MASK = 100.0                 # added to self-distances so a sample does not repel itself
+INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-# ----------------------------------------------------------------------------- config and CLI
+# ----------------------------------------------------------------------------- config
 # Every setting is a dataclass field with its default, meaning and valid range, written once.
-# Configs check their ranges when built; the command line of every script is generated here.
+# Configs check their types and ranges when built; cli.py makes the scripts' flags from the same fields.
 
 def option(default, help, ge=None, gt=None, le=None, lt=None, nargs=None):
     """A config field: default, meaning (the --help text) and valid range (ge/gt/le/lt).
@@ -67,7 +67,7 @@ class ConfigError(ValueError):
 BOUNDS = (("ge", ">=", float.__ge__), ("gt", ">", float.__gt__), ("le", "<=", float.__le__), ("lt", "<", float.__lt__))
 
 
-def _range_rule(meta):
+def range_rule(meta):
     rule = [f"{sym} {meta[key]}" for key, sym, _ in BOUNDS if meta.get(key) is not None]
     return "must be " + " and ".join(rule) if rule else "must be finite"
 
@@ -78,87 +78,41 @@ def _in_range(v, meta):
     return all(meta.get(key) is None or test(v, float(meta[key])) for key, _, test in BOUNDS)
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """A config value of the wrong type (a float for an int field, a str for a number...)."""
+
+
+def _typed(name, value, kind):
+    """value as the field's type kind (int, float, bool, str or tuple of floats), or a ConfigTypeError."""
+    real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+    if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if kind is float and real(value):
+        return float(value)
+    if kind is tuple and isinstance(value, (tuple, list)) and value and all(map(real, value)):
+        return tuple(float(v) for v in value)
+    if kind in (bool, str) and isinstance(value, kind):
+        return value
+    want = {int: "an int", float: "a float", bool: "a bool", str: "a str", tuple: "a non-empty tuple of numbers"}[kind]
+    raise ConfigTypeError(name, value, f"must be {want}")
+
+
 class Config:
-    """Base of every config dataclass: each field's range is checked when the config is built,
+    """Base of every config dataclass: each field's type and range are checked when the config is built,
     then the cross-field rules: the `check` method of every class in the hierarchy that has one."""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.type in (int, float, bool, str, tuple):
+                value = _typed(f.name, value, f.type)
+                setattr(self, f.name, value)
             for v in value if isinstance(value, tuple) else (value,):
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not _in_range(float(v), f.metadata):
-                    raise ConfigError(f.name, value, _range_rule(f.metadata))
+                    raise ConfigError(f.name, value, range_rule(f.metadata))
         for cls in reversed(type(self).__mro__):
             if "check" in vars(cls):
                 vars(cls)["check"](self)
-
-
-def make_parser(description):
-    """argparse whose errors are one line (no usage dump) and that keeps only the flags given."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     argument_default=argparse.SUPPRESS)
-    parser.error = lambda message: sys.exit(f"error: {message} (--help lists every flag)")
-    return parser
-
-
-def add_config_args(parser, cls):
-    """One --flag per field of the dataclass cls, with its meaning, range and default."""
-    for f in dataclasses.fields(cls):
-        flag, meta = "--" + f.name.replace("_", "-"), f.metadata
-        rule = "" if f.type in (bool, str) else f"; {_range_rule(meta).replace('must be ', '')}"
-        if f.type is bool:
-            parser.add_argument(flag, action="store_true", help=meta["help"])
-        elif f.type is tuple:
-            parser.add_argument(flag, type=float, nargs=meta["nargs"] or len(f.default), metavar="V",
-                                help=f"{meta['help']} (default: {' '.join(map(str, f.default))}{rule})")
-        else:
-            parser.add_argument(flag, type=f.type, metavar=f.name.upper(),
-                                help=f"{meta['help']} (default: {f.default!r}{rule})")
-    return parser
-
-
-def build_config(cls, given):
-    """cls(**given) for flags parsed by add_config_args; a value out of range exits with one line."""
-    try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
-    except ConfigError as e:
-        value = " ".join(map(str, e.value)) if isinstance(e.value, tuple) else e.value
-        sys.exit(f"error: --{e.name.replace('_', '-')} {value}: {e.rule}")
-
-
-@dataclass
-class SeedConfig(Config):
-    seed: int = option(0, "seed of everything random: demos, initialization, batches, noise z and evaluation "
-                       "resets (0-99 keep demo and evaluation resets disjoint)", ge=0, le=99)
-
-
-def resolve_device(name):
-    """--device -> torch.device: 'auto' is cuda when one is available, else cpu; 'cpu', 'cuda', 'cuda:N', 'mps'.
-    A device this machine lacks is a ValueError that says what it has."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError("must be auto, cpu, cuda, cuda:N or mps") from None
-    have = {"cpu": True, "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
-            "mps": torch.backends.mps.is_available()}
-    if not have.get(device.type, False):
-        cuda = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
-        raise ValueError(f"not available here ({cuda}, MPS {'available' if have['mps'] else 'not available'})")
-    return device
-
-
-@dataclass
-class DeviceConfig(Config):
-    device: str = option("auto", "where the networks run: auto (cuda if available, else cpu), cpu, cuda, cuda:N or "
-                         "mps; checkpoints load on any device")
-
-    def check(self):
-        try:
-            resolve_device(self.device)
-        except ValueError as e:
-            raise ConfigError("device", self.device, str(e)) from None
 
 
 @dataclass
@@ -255,10 +209,14 @@ def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES, group=None
     """
     if gen.dim() != 3 or pos.dim() != 3 or gen.shape[0] != pos.shape[0] or gen.shape[2] != pos.shape[2]:
         raise ValueError(f"drift_loss expects gen (B, G, L) and pos (B, K, L); got {tuple(gen.shape)} and {tuple(pos.shape)}")
+    if len(temperatures) == 0 or not all(isinstance(t, numbers.Real) and 0 < t < math.inf for t in temperatures):
+        raise ValueError(f"temperatures must be a non-empty sequence of finite numbers > 0; got {temperatures!r}")
     if pos_weights is None:
         pos_weights = torch.ones(pos.shape[:2], dtype=pos.dtype, device=pos.device)
     if pos_weights.shape != pos.shape[:2]:
         raise ValueError(f"pos_weights must be (B, K) = {tuple(pos.shape[:2])}; got {tuple(pos_weights.shape)}")
+    if not (torch.isfinite(pos_weights) & (pos_weights >= 0)).all() or not (pos_weights > 0).any(-1).all():
+        raise ValueError("pos_weights must be finite and >= 0, with a positive weight in every row")
     target, unit, force_rms = _drift_target(gen.detach(), pos, pos_weights, temperatures, group)
     return F.mse_loss(gen / unit, target), force_rms
 
@@ -274,19 +232,17 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
     `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
     always counts 1, neighbours in the same situation ~1, in a different situation ~0.
     bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    Measured (README study, 3 seeds, k=16, bandwidth 0.02): with 20 demos it beat k=1 on lift (0.93 vs 0.84)
-    and a 1-D toy, lost on push (0.67 vs 0.74); with 200 it tied k=1 on every task, and cost precision on a
-    21-dim pushing task elsewhere (0.82 at k=1, 0.56). Unweighted: push 0.27 / 0.61 (20 / 200 demos).
+    Measured in RESULTS.md (the positives study): k=16 helps with few demos on some tasks and costs precision
+    on others; unweighted kNN costs precision everywhere.
     """
     device = torch.as_tensor(data_obs).device
-    query_obs, data_obs, data_actions = (torch.as_tensor(t, dtype=torch.float32, device=device)
-                                         for t in (query_obs, data_obs, data_actions))
-    if query_obs.dim() != 3 or data_obs.dim() != 3 or query_obs.shape[1:] != data_obs.shape[1:]:
-        raise ValueError(f"query_obs (B, To, Do) and data_obs (N, To, Do) must agree; got {tuple(query_obs.shape)}, {tuple(data_obs.shape)}")
-    if data_actions.dim() != 3 or len(data_actions) != len(data_obs):
-        raise ValueError(f"data_actions must be (N, Th, Da) with N = {len(data_obs)}; got {tuple(data_actions.shape)}")
-    if not 1 <= k <= len(data_obs):
-        raise ValueError(f"k must be in [1, {len(data_obs)}] (the number of demonstration windows); got {k}")
+    query_obs = check_shape("query_obs", query_obs, (None, None, None), device)
+    data_obs = check_shape("data_obs", data_obs, (None, *query_obs.shape[1:]), device)
+    data_actions = check_shape("data_actions", data_actions, (len(data_obs), None, None), device)
+    if not isinstance(k, numbers.Integral) or not 1 <= k <= len(data_obs):
+        raise ValueError(f"k must be an int in [1, {len(data_obs)}] (the number of demonstration windows); got {k!r}")
+    if not (isinstance(bandwidth, numbers.Real) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a number > 0 (inf: unweighted); got {bandwidth!r}")
     flat = data_obs.flatten(1)                                       # (N, To*Do)
     found = [torch.cdist(q, flat).topk(k, dim=1, largest=False) for q in query_obs.flatten(1).split(chunk)]  # batched
     dist, idx = torch.cat([d for d, _ in found]), torch.cat([i for _, i in found])   # (B, k) each, nearest first
@@ -296,13 +252,18 @@ def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=10
 
 
 # ----------------------------------------------------------------------------- data plumbing
-def check_shape(name, x, shape, device=None):
-    """x as a float32 tensor shaped `shape` (None = any size) and finite, or a ValueError naming it."""
+def check_shape(name, x, shape, device=None, finite=True):
+    """x as a float32 tensor shaped `shape` (None = any size, at least 1) and finite, or a TypeError (not real
+    numbers) or ValueError (shape, NaN, inf) naming it. finite=False leaves the values to the caller."""
+    kind = x.dtype if isinstance(x, torch.Tensor) else np.asarray(x).dtype
+    if not (kind.is_floating_point or kind in INT_DTYPES) if isinstance(kind, torch.dtype) else kind.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or int); got dtype {kind}")
     x = torch.as_tensor(x, dtype=torch.float32, device=device)
-    if x.dim() != len(shape) or any(s is not None and s != n for s, n in zip(shape, x.shape)):
-        want = ", ".join("B" if s is None else f"{s}" for s in shape)
-        raise ValueError(f"{name} must be shaped ({want}); got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    if x.dim() != len(shape) or any(s is not None and s != n for s, n in zip(shape, x.shape)) or 0 in x.shape:
+        want = tuple(("B" if i == 0 else "_") if s is None else s for i, s in enumerate(shape))  # _: any size
+        raise ValueError(f"{name} must be shaped {want}".replace("'", "") + (", no size 0" if None in shape else "")
+                         + f"; got {tuple(x.shape)}")
+    if finite and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf")
     return x
 
@@ -316,6 +277,16 @@ class Normalizer(nn.Module):
         for name, dim in self.dims.items():
             self.register_buffer(f"{name}_center", torch.zeros(dim))
             self.register_buffer(f"{name}_half_range", torch.ones(dim))
+        self.register_buffer("fitted", torch.tensor(False))   # saved: a loaded policy knows it was fit
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        state_dict.setdefault(prefix + "fitted", torch.tensor(True))   # a checkpoint from before the flag: trained
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def check_fitted(self):
+        if not self.fitted:
+            raise ValueError("the normalizer is not fit: call policy.normalizer.fit(obs, actions) on the training "
+                             "data first (predict_action and compute_loss work in its units)")
 
     def fit(self, obs, actions):
         """obs (N, To, Do) or (N, Do), actions (N, Th, Da) or (N, Da): raw data."""
@@ -327,6 +298,7 @@ class Normalizer(nn.Module):
             half = (hi - lo) / 2
             getattr(self, f"{name}_center").copy_((hi + lo) / 2)
             getattr(self, f"{name}_half_range").copy_(torch.where(half < 1e-4, torch.ones_like(half), half))  # constant dims stay put
+        self.fitted.fill_(True)
 
     def normalize_obs(self, obs):
         return (obs - self.obs_center) / self.obs_half_range
@@ -343,6 +315,7 @@ def condition(policy, obs):
     n_obs_steps, obs_dim, normalizer, encoder (an ImageEncoder or None) and image_shape: normalized obs, and for
     pixels each step's image features beside its normalized agent_pos."""
     To, Do, device = policy.n_obs_steps, policy.obs_dim, policy.normalizer.obs_center.device
+    policy.normalizer.check_fitted()
     if policy.encoder is None:
         if isinstance(obs, dict):
             raise ValueError(f"this policy was trained on state observations (B, {To}, {Do}); got a dict "
@@ -371,6 +344,9 @@ def predict_chunks(policy, obs, sample):
     B = len(c)
     nact = sample(c)                                                                        # (B, Th*Da)
     actions = policy.normalizer.unnormalize_actions(nact.reshape(B, policy.horizon, policy.action_dim))
+    if not torch.isfinite(actions).all():      # never hand a robot NaN: finite obs far outside the data can do it
+        raise ValueError(f"predict_action: the chunk is not finite; the normalized condition reaches "
+                         f"{c.abs().max().item():.3g} (the training data spans +-1): obs far outside the data?")
     return actions.cpu().numpy() if as_numpy else actions
 
 
@@ -390,12 +366,14 @@ class ImageEncoder(nn.Module):
                                    nn.Conv2d(c, c, 3, stride=2, bias=False), nn.GroupNorm(groups, c), nn.SiLU(),
                                    nn.Conv2d(c, c, 3, bias=False), nn.GroupNorm(groups, c), nn.SiLU())
         self.out = nn.Linear(2 * c, features)
+        n = ((crop - 5) // 2 + 1 - 3) // 2 + 1 - 2                                       # the conv map's side
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], -1), persistent=False)  # (n*n, 2)
 
     def forward(self, images):
         """images (B, V, 3, H, W) uint8 -> (B, V * features)."""
         B, V, _, H, W = images.shape
-        x = images.reshape(B * V, 3, H, W).float() / 127.5 - 1                             # (B*V, 3, H, W) in [-1, 1]
-        k = self.crop
+        x, k = images.reshape(B * V, 3, H, W), self.crop                                 # crop first, then float
         if self.training:                                                                 # a random crop per image
             oy, ox = (torch.randint(0, n - k + 1, (B * V,), device=x.device) for n in (H, W))
             rows, cols = (o[:, None] + torch.arange(k, device=x.device) for o in (oy, ox))   # (B*V, k)
@@ -403,12 +381,9 @@ class ImageEncoder(nn.Module):
             x = x.permute(0, 3, 1, 2)                                                     # (B*V, 3, k, k)
         else:
             x = x[:, :, (H - k) // 2:(H - k) // 2 + k, (W - k) // 2:(W - k) // 2 + k]
-        h = self.convs(x)                                                                 # (B*V, C, h, w)
-        attention = h.flatten(2).softmax(-1)                                              # spatial softmax
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h.shape[2], device=x.device),
-                                torch.linspace(-1, 1, h.shape[3], device=x.device), indexing="ij")
-        keypoints = torch.cat([attention @ xs.reshape(-1, 1), attention @ ys.reshape(-1, 1)], dim=1)  # (B*V, 2C, 1)
-        return self.out(keypoints.flatten(1)).reshape(B, -1)                             # (B, V*F)
+        h = self.convs(x.float() / 127.5 - 1)                                             # (B*V, C, n, n), input in [-1, 1]
+        keypoints = h.flatten(2).softmax(-1) @ self.grid                                  # spatial softmax: (B*V, C, 2)
+        return self.out(keypoints.transpose(1, 2).flatten(1)).reshape(B, -1)             # x of every channel, then y
 
 
 class FiLMBlock(nn.Module):
@@ -450,48 +425,6 @@ class DriftNet(nn.Module):
         return self.out(h)
 
 
-class NumpyPolicy:
-    """DBPPolicy.predict_action with the same weights in NumPy, DriftNet.forward op for op (tested
-    equal to 1e-5), for real-time loops: between ticks torch ops go cold (~50 us each; the torch
-    forward took 2.3 ms in robot.py's loop against 0.6 ms back to back), a NumPy op ~15 us."""
-
-    def __init__(self, policy):
-        if policy.encoder is not None:
-            raise ValueError("NumpyPolicy mirrors the state network only; a pixel policy runs in torch (predict_action)")
-        self.n_obs_steps, self.n_action_steps, self.executed = policy.n_obs_steps, policy.n_action_steps, policy.executed
-        self.shape = (policy.horizon, policy.action_dim)
-        w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in policy.state_dict().items()}
-        lin = lambda name: (np.ascontiguousarray(w[f"{name}.weight"].T), w[f"{name}.bias"])  # x @ W.T + b
-        self.obs_center, self.obs_half_range = w["normalizer.obs_center"], w["normalizer.obs_half_range"]
-        self.act_center, self.act_half_range = w["normalizer.act_center"], w["normalizer.act_half_range"]
-        self.cond0, self.cond2, self.inp, self.out1 = lin("net.cond.0"), lin("net.cond.2"), lin("net.inp"), lin("net.out.1")
-        self.out_norm = (w["net.out.0.weight"], w["net.out.0.bias"])
-        self.blocks = [(lin(f"net.blocks.{i}.film"), lin(f"net.blocks.{i}.fc1"), lin(f"net.blocks.{i}.fc2"))
-                       for i in range(len(policy.net.blocks))]
-        self.rng = np.random.default_rng(torch.initial_seed())
-
-    @staticmethod
-    def _norm(x):  # LayerNorm without affine, eps as torch's default
-        x = x - x.mean(-1, keepdims=True)
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
-
-    def predict_action(self, obs, noise=None):
-        """obs (B, To, Do) raw -> (B, Th, Da) raw, one network evaluation, z ~ N(0, I) unless given."""
-        silu = lambda x: x * 0.5 * (1.0 + np.tanh(0.5 * x))  # x * sigmoid(x), overflow-free
-        affine = lambda x, wb: x @ wb[0] + wb[1]
-        B = len(obs)
-        c = ((obs - self.obs_center) / self.obs_half_range).reshape(B, -1).astype(np.float32)  # (B, To*Do)
-        z = self.rng.standard_normal((B, self.shape[0] * self.shape[1]), np.float32) if noise is None \
-            else np.asarray(noise, np.float32).reshape(B, -1)                                  # (B, Th*Da)
-        e = affine(silu(affine(c, self.cond0)), self.cond2)
-        h = affine(np.concatenate([z, c], axis=-1), self.inp)
-        for film, fc1, fc2 in self.blocks:
-            gamma, beta = np.split(affine(e, film), 2, axis=-1)
-            h = h + affine(silu(affine(self._norm(h) * (1 + gamma) + beta, fc1)), fc2)
-        nact = affine(self._norm(h) * self.out_norm[0] + self.out_norm[1], self.out1)
-        return nact.reshape(B, *self.shape) * self.act_half_range + self.act_center
-
-
 # ----------------------------------------------------------------------------- policy
 class DBPPolicy(nn.Module):
     """One-step generative policy: predict_action = one DriftNet evaluation.
@@ -505,8 +438,11 @@ class DBPPolicy(nn.Module):
 
     def __init__(self, obs_dim, action_dim, cfg=DBPConfig(), image_shape=None):
         super().__init__()
-        if min(obs_dim, action_dim) < 1:
-            raise ValueError(f"obs_dim and action_dim must be >= 1; got {obs_dim}, {action_dim}")
+        for name, dim in (("obs_dim", obs_dim), ("action_dim", action_dim)):
+            if not isinstance(dim, numbers.Integral) or isinstance(dim, bool) or dim < 1:
+                raise TypeError(f"{name} must be an int >= 1; got {dim!r}")
+        if not isinstance(cfg, DBPConfig):
+            raise TypeError(f"cfg must be a DBPConfig (or a config that inherits it); got {type(cfg).__name__}")
         # cfg may be a stage config that inherits DBPConfig: keep the policy's fields only
         self.cfg = DBPConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(DBPConfig)})
         if (cfg.obs == "pixels") != (image_shape is not None):
@@ -559,7 +495,7 @@ class DBPPolicy(nn.Module):
         """obs (B, To, Do) (or the pixel dict), actions (B, Th, Da) raw; pos_actions (B, K, Th, Da) raw positives
         (None = the recorded chunk alone, the paper's K = 1), pos_weights (B, K) or None; noise (B, G, Th, Da)
         fixes the generator's z (None draws it); group: see drift_loss (data parallelism).
-        Returns (loss, info) with info the per-temperature raw force RMS (the signal to log)."""
+        Returns (loss, info) with info the per-temperature raw force RMS (0-dim tensors, the signal to log)."""
         Th, Da, G = self.horizon, self.action_dim, self.cfg.n_samples
         device = self.normalizer.obs_center.device
         c = self.condition(obs)                                                       # (B, C)
@@ -567,14 +503,14 @@ class DBPPolicy(nn.Module):
         actions = check_shape("actions", actions, (B, Th, Da), device)
         pos_actions = actions[:, None] if pos_actions is None else pos_actions                # (B, K, Th, Da)
         pos_actions = check_shape("pos_actions", pos_actions, (B, None, Th, Da), device)
-        if pos_weights is not None:
-            pos_weights = check_shape("pos_weights", pos_weights, (B, pos_actions.shape[1]), device)
+        if pos_weights is not None:        # drift_loss checks their values (>= 0, a positive one per row)
+            pos_weights = check_shape("pos_weights", pos_weights, (B, pos_actions.shape[1]), device, finite=False)
         z = torch.randn(B, G, Th * Da, device=device) if noise is None else \
             check_shape("noise", noise, (B, G, Th, Da), device).reshape(B, G, Th * Da)   # (B, G, L)
         ngen = self.net(z, c[:, None])                                                # (B, G, L)
         npos = self.normalizer.normalize_actions(pos_actions).reshape(B, -1, Th * Da)  # (B, K, L)
         loss, force_rms = drift_loss(ngen, npos, pos_weights, self.cfg.temperatures, group)
-        return loss, {key: r.item() for key, r in zip(self.info_keys, force_rms)}
+        return loss, dict(zip(self.info_keys, force_rms))          # tensors: read them (a device sync) to log only
 
     # --- inference: exactly one network evaluation
     @torch.inference_mode()
@@ -595,6 +531,8 @@ class DBPPolicy(nn.Module):
         """Rebuild a policy from a checkpoint path or dict (see save_checkpoint). Every config
         field must be present and known; expect: fields that must have these values."""
         ckpt = load_checkpoint(ckpt) if isinstance(ckpt, (str, os.PathLike)) else ckpt
+        if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt):
+            raise ValueError("ckpt must be a checkpoint path or a dict with 'config' and 'state_dict' (save_checkpoint)")
         config = dict(ckpt["config"])
         if "obs" not in config:  # written before pixel observations: a state policy, whose defaults these are
             config.update(image_shape=None, **{k: getattr(DBPConfig(), k) for k in PIXEL_FIELDS})
@@ -605,6 +543,8 @@ class DBPPolicy(nn.Module):
         if odd := sorted(known ^ set(config)):
             raise ValueError(f"checkpoint config {'lacks' if odd[0] in known else 'has an unknown'} field '{odd[0]}'")
         config["temperatures"] = tuple(config["temperatures"])
+        if bad := [k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+            raise ValueError(f"checkpoint weight '{bad[0]}' holds NaN or inf: the run that wrote it diverged")
         dims = [config.pop(k) for k in ("obs_dim", "action_dim", "image_shape")]
         policy = cls(dims[0], dims[1], DBPConfig(**config), dims[2])
         try:
@@ -614,11 +554,69 @@ class DBPPolicy(nn.Module):
         return policy.eval()
 
 
+# ----------------------------------------------------------------------------- NumPy mirror
+class NumpyPolicy:
+    """DBPPolicy.predict_action with the same weights in NumPy, DriftNet.forward op for op (tested
+    equal to 1e-5), for real-time loops: between ticks torch ops go cold (~50 us each; the torch
+    forward took 2.3 ms in robot.py's loop against 0.6 ms back to back), a NumPy op ~15 us."""
+
+    def __init__(self, policy):
+        if policy.encoder is not None:
+            raise ValueError("NumpyPolicy mirrors the state network only; a pixel policy runs in torch (predict_action)")
+        self.n_obs_steps, self.n_action_steps, self.executed = policy.n_obs_steps, policy.n_action_steps, policy.executed
+        self.shape = (policy.horizon, policy.action_dim)
+        w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in policy.state_dict().items()}
+        lin = lambda name: (np.ascontiguousarray(w[f"{name}.weight"].T), w[f"{name}.bias"])  # x @ W.T + b
+        self.obs_center, self.obs_half_range = w["normalizer.obs_center"], w["normalizer.obs_half_range"]
+        self.act_center, self.act_half_range = w["normalizer.act_center"], w["normalizer.act_half_range"]
+        self.cond0, self.cond2, self.inp, self.out1 = lin("net.cond.0"), lin("net.cond.2"), lin("net.inp"), lin("net.out.1")
+        self.out_norm = (w["net.out.0.weight"], w["net.out.0.bias"])
+        self.blocks = [(lin(f"net.blocks.{i}.film"), lin(f"net.blocks.{i}.fc1"), lin(f"net.blocks.{i}.fc2"))
+                       for i in range(len(policy.net.blocks))]
+        self.rng = np.random.default_rng(torch.initial_seed())
+
+    @staticmethod
+    def _norm(x):  # LayerNorm without affine, eps as torch's default
+        x = x - x.mean(-1, keepdims=True)
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
+
+    def predict_action(self, obs, noise=None):
+        """obs (B, To, Do) raw -> (B, Th, Da) raw, one network evaluation, z ~ N(0, I) unless given.
+        Bad obs (shape, dtype, NaN) and a non-finite chunk are ValueErrors, as in DBPPolicy.predict_action."""
+        silu = lambda x: x * 0.5 * (1.0 + np.tanh(0.5 * x))  # x * sigmoid(x), overflow-free
+        affine = lambda x, wb: x @ wb[0] + wb[1]
+        obs = np.asarray(obs)
+        if obs.dtype.kind not in "fiu" or obs.shape[1:] != (self.n_obs_steps, len(self.obs_center)) or not len(obs):
+            raise ValueError(f"obs must be real numbers shaped (B, {self.n_obs_steps}, {len(self.obs_center)}), "
+                             f"B >= 1; got {obs.dtype} {obs.shape}")
+        if not np.isfinite(obs).all():
+            raise ValueError("obs contains NaN or inf")
+        B = len(obs)
+        c = ((obs - self.obs_center) / self.obs_half_range).reshape(B, -1).astype(np.float32)  # (B, To*Do)
+        z = self.rng.standard_normal((B, self.shape[0] * self.shape[1]), np.float32) if noise is None \
+            else np.asarray(noise, np.float32).reshape(B, -1)                                  # (B, Th*Da)
+        e = affine(silu(affine(c, self.cond0)), self.cond2)
+        h = affine(np.concatenate([z, c], axis=-1), self.inp)
+        for film, fc1, fc2 in self.blocks:
+            gamma, beta = np.split(affine(e, film), 2, axis=-1)
+            h = h + affine(silu(affine(self._norm(h) * (1 + gamma) + beta, fc1)), fc2)
+        nact = affine(self._norm(h) * self.out_norm[0] + self.out_norm[1], self.out1)
+        actions = nact.reshape(B, *self.shape) * self.act_half_range + self.act_center
+        if not np.isfinite(actions).all():
+            raise ValueError("predict_action: the chunk is not finite: obs far outside the training data?")
+        return actions
+
+
+# ----------------------------------------------------------------------------- EMA and checkpoints
 class EMA:
     """Exponential moving average of a model's weights (Diffusion Policy's schedule):
     decay = 1 - (1 + step)^-power, capped at max_decay; evaluation and checkpoints use it."""
 
     def __init__(self, model, power=0.75, max_decay=0.9999):
+        if not (isinstance(power, numbers.Real) and 0 < power < math.inf):
+            raise ValueError(f"power must be a finite number > 0; got {power!r}")
+        if not (isinstance(max_decay, numbers.Real) and 0 <= max_decay < 1):
+            raise ValueError(f"max_decay must be a number in [0, 1); got {max_decay!r}")
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.power, self.max_decay, self.step = power, max_decay, 0
 
@@ -632,12 +630,23 @@ class EMA:
             e.copy_(b)
 
 
+def atomic_write(path, write, suffix=""):
+    """write(tmp) writes the file at tmp, which then replaces `path` at once: a crash mid-write never leaves a half
+    file at `path`. suffix: the tmp file's extension, for writers that choose the format by it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_checkpoint(path, policy, **extra):
     """Atomically write {format, config, state_dict, **extra} (plain tensors and values)."""
     ckpt = {"format": CKPT_FORMAT, "config": policy.config, "state_dict": policy.state_dict(), **extra}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(ckpt, f"{path}.tmp")
-    os.replace(f"{path}.tmp", path)  # a crash mid-write never leaves a half checkpoint at `path`
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def load_checkpoint(path):
@@ -686,19 +695,3 @@ if __name__ == "__main__":
     a = policy.predict_action(torch.rand(1000, 1, 1) * 2 - 1).flatten()
     print(f"bimodal toy, trained 400 steps in {seconds:.1f}s: {(a > 0.4).float().mean():.2f} of samples near +0.8, "
           f"{(a < -0.4).float().mean():.2f} near -0.8, {(a.abs() < 0.4).float().mean():.2f} in the empty middle")
-    # batch-1 latency of the default network: push-sized state (Do=9, To=2, Th=8, Da=4), and from pixels
-    # (one 64 x 64 camera, the arm's pose Do=4)
-    torch.set_num_threads(1)
-    pixels = DBPConfig(obs="pixels")
-    for name, policy, o in (("state", DBPPolicy(obs_dim=9, action_dim=4), np.zeros((1, 2, 9), np.float32)),
-                            ("pixels", DBPPolicy(obs_dim=4, action_dim=4, cfg=pixels, image_shape=(1, 3, 64, 64)),
-                             {"image": np.zeros((1, 2, 1, 3, 64, 64), np.uint8), "agent_pos": np.zeros((1, 2, 4), np.float32)})):
-        policy.eval()
-        times = []
-        for _ in range(550):
-            t = time.perf_counter()
-            policy.predict_action(o)
-            times.append(time.perf_counter() - t)
-        times = times[50:]  # the first calls warm up
-        print(f"predict_action batch 1 from {name}, default net ({sum(p.numel() for p in policy.parameters())} params, "
-              f"1 thread): median {np.median(times) * 1e3:.3f} ms, p99 {np.percentile(times, 99) * 1e3:.3f} ms")

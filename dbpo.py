@@ -19,6 +19,7 @@ Shape letters as in dbp.py; N envs, T decisions per env in a rollout, Ta execute
 """
 import copy
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,10 @@ class DBPOAgent(nn.Module):
 
     def __init__(self, policy, cfg=DBPOConfig()):
         super().__init__()
+        if not isinstance(policy, dbp.DBPPolicy) or not isinstance(cfg, DBPOConfig):
+            raise TypeError(f"DBPOAgent takes a dbp.DBPPolicy (the stage-1 policy, e.g. the EMA model) and a DBPOConfig; "
+                            f"got {type(policy).__name__}, {type(cfg).__name__}")
+        policy.normalizer.check_fitted()
         self.cfg = cfg
         self.policy = copy.deepcopy(policy).train().requires_grad_(True)    # mu_theta: deployed
         self.anchor = copy.deepcopy(policy.net).eval().requires_grad_(False)  # mu_old: frozen
@@ -150,6 +155,11 @@ class DBPOAgent(nn.Module):
 
     def make_buffer(self, T, N):
         """An empty rollout buffer for T decisions from N envs, sized for this agent, on its device."""
+        for name, n in (("T", T), ("N", N)):
+            if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+                raise TypeError(f"{name} must be an int >= 1; got {n!r}")
+        if T * N < 2:
+            raise ValueError("a rollout needs T * N >= 2 decisions (advantages are normalized by their std)")
         p = self.policy
         return RolloutBuffer(T, N, p.net.cond[0].in_features, self.L, self.Ta * p.action_dim, self.log_std.weight.device)
 
@@ -211,14 +221,19 @@ class DBPOAgent(nn.Module):
         na = torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std)
         na = torch.minimum(torch.maximum(na, self.nact_low), self.nact_high)
         actions = p.normalizer.unnormalize_actions(na.reshape(N, self.Ta, p.action_dim))   # (N, Ta, Da)
+        if not torch.isfinite(actions).all():      # never hand an env (or a robot) NaN
+            raise ValueError("act: the sampled actions are not finite: obs far outside the training data?")
         step = dict(c=c, z=z, na=na, logprob=self.log_prob(mu, std, na), value=self._value(c))
         return actions.cpu().numpy(), step
 
     def set_action_bounds(self, low, high):
-        """Raw action bounds (Da,) of the env; sampled actions are clipped to them."""
+        """Raw action bounds (Da,) of the env (+-inf: unbounded); sampled actions are clipped to them."""
         p = self.policy
+        low, high = (dbp.check_shape(name, b, (p.action_dim,), self.nact_low.device, finite=False)
+                     for name, b in (("low", low), ("high", high)))
+        if low.isnan().any() or high.isnan().any() or (low > high).any():
+            raise ValueError(f"low and high must be numbers with low <= high; got {low.tolist()}, {high.tolist()}")
         for buf, bound in ((self.nact_low, low), (self.nact_high, high)):
-            bound = torch.as_tensor(bound, dtype=torch.float32, device=buf.device)
             buf.copy_(p.normalizer.normalize_actions(bound).repeat(self.Ta))
 
     def recompute(self, c, z, na):
@@ -259,10 +274,21 @@ class RolloutBuffer:
         self.T, self.N, self.t = T, N, 0
 
     def add(self, **step):
-        assert self.t < self.T, "buffer full: call reset() after the update"
-        assert set(step) == set(self.data), f"add() needs exactly {sorted(self.data)}; got {sorted(step)}"
+        """One decision of the N envs: c, z, na, logprob, value (from act), reward, terminated, truncated and
+        final_value (N,) each. Shapes, dtypes and NaN or inf are ValueErrors that name the field."""
+        if self.t >= self.T:
+            raise ValueError(f"the buffer is full ({self.T} decisions): call reset() after the update")
+        if set(step) != set(self.data):
+            raise ValueError(f"add() needs exactly {sorted(self.data)}; got {sorted(step)}")
         for k, v in step.items():
-            self.data[k][self.t] = torch.as_tensor(v, dtype=self.data[k].dtype, device=self.data[k].device)
+            buf = self.data[k]
+            if buf.dtype == torch.bool:
+                v = torch.as_tensor(np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v))
+                if v.dtype != torch.bool or v.shape != buf.shape[1:]:
+                    raise ValueError(f"{k} must be booleans shaped {tuple(buf.shape[1:])}; got {v.dtype} {tuple(v.shape)}")
+            else:
+                v = dbp.check_shape(k, v, buf.shape[1:], buf.device)
+            buf[self.t] = v
         self.t += 1
 
     def reset(self):
@@ -320,18 +346,33 @@ def lr_factor(it, n, warmup, floor):
     updates, then a cosine from 1 down to `floor`."""
     if it < warmup:
         return (it + 1) / warmup
+    if n is None:                                       # no planned length (a wall-clock budget): stay at the peak
+        return 1.0
     progress = min(1.0, (it - warmup) / max(1, n - warmup))
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def make_optimizers(agent, cfg, n_iterations):
     """AdamW for actor and critic, each with its schedule (lr_factor) over its own updates: the actor
-    sits out the critic warm-up and then warms up itself. Returns (optimizers, schedulers) for ppo_update()."""
+    sits out the critic warm-up and then warms up itself. n_iterations None (a wall-clock budget, no length
+    known): the lrs stay at their peaks after the warm-up. Returns (optimizers, schedulers) for ppo_update()."""
+    if n_iterations is not None and (not isinstance(n_iterations, numbers.Integral) or n_iterations < 1):
+        raise ValueError(f"n_iterations must be an int >= 1 or None; got {n_iterations!r}")
     opts = [torch.optim.AdamW(agent.actor_parameters(), lr=cfg.actor_lr),
             torch.optim.AdamW(agent.critic.parameters(), lr=cfg.critic_lr)]
-    plans = ((n_iterations - cfg.critic_warmup_iters, cfg.lr_warmup_iters), (n_iterations, 0))
+    actor_updates = None if n_iterations is None else n_iterations - cfg.critic_warmup_iters
+    plans = ((actor_updates, cfg.lr_warmup_iters), (n_iterations, 0))
     schedule = lambda n, w: lambda it: lr_factor(it, n, w, cfg.lr_floor)
     return opts, [torch.optim.lr_scheduler.LambdaLR(o, schedule(n, w)) for o, (n, w) in zip(opts, plans)]
+
+
+def minibatches(B, size, generator, device):
+    """Shuffled indices of B decisions in minibatches of `size`; a last one of a single decision joins the one
+    before it (its advantage std is undefined: it turned every weight into NaN)."""
+    parts = list(torch.randperm(B, generator=generator).to(device).split(size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
 
 
 def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=False, generator=None, replay=None):
@@ -339,7 +380,9 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
     the obs after the last decision; critic_only: warm-up, the actor stays put; replay: a SuccessReplay
     for the self-imitation term (None: no term).
     Returns {key: value} for the keys of METRICS: means over the minibatches actually run."""
-    assert buffer.t == buffer.T, f"ppo_update needs a full buffer: {buffer.t} of {buffer.T} decisions stored"
+    if buffer.t != buffer.T:
+        raise ValueError(f"ppo_update needs a full buffer: {buffer.t} of {buffer.T} decisions stored")
+    last_value = dbp.check_shape("last_value", last_value, (buffer.N,), buffer["value"].device)
     (actor_opt, critic_opt), B = optimizers, buffer.T * buffer.N
     agent.observe_rewards(buffer["reward"])
     reward = buffer["reward"] / agent.reward_std                          # eq. (8), by the running reward std
@@ -350,7 +393,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
     b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
     stats, stop = [], False
     for _ in range(cfg.update_epochs):
-        for mb in torch.randperm(B, generator=generator).to(b_advantages.device).split(cfg.minibatch_size):
+        for mb in minibatches(B, cfg.minibatch_size, generator, b_advantages.device):
             new_logprob, entropy, new_value, anchor = agent.recompute(b["c"][mb], b["z"][mb], b["na"][mb])
             log_ratio = new_logprob - b["logprob"][mb]                   # eq. (10), same stored z
             ratio = log_ratio.exp()

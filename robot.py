@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import cli
 import dbp
 import envs
 from dbp import option
@@ -48,7 +49,7 @@ LATENCY_KEYS = ("state_read", "inference", "command", "tick",  # what the loop t
 
 
 @dataclass
-class RobotConfig(dbp.SeedConfig, dbp.DeviceConfig):  # seed: sim episode i resets with envs.eval_seed(seed, i), as in evaluation
+class RobotConfig(cli.SeedConfig, cli.DeviceConfig):  # seed: sim episode i resets with envs.eval_seed(seed, i), as in evaluation
     ckpt: str = option("", "checkpoint written by train.py (either stage) for the bimanual task")
     backend: str = option("sim", "'sim': the bimanual PyBullet task stepped in real time; 'ur': two UR arms "
                           "through ur_rtde (untested on hardware; see URBackend in robot.py)")
@@ -462,7 +463,7 @@ def run(cfg, robot, policy=None, camera=None):
         if recorder is not None:
             worker = recorder
         elif policy is not None:
-            worker = (PolicyWorker(policy, _warmup_obs(policy), cfg.inference_timeout_s, dbp.resolve_device(cfg.device),
+            worker = (PolicyWorker(policy, _warmup_obs(policy), cfg.inference_timeout_s, cli.resolve_device(cfg.device),
                                    cfg.torch_threads, cfg.seed, workers_cpus) if cfg.inference == "process"
                       else InlinePolicy(policy, _warmup_obs(policy)))
         if loop_cpus:
@@ -541,7 +542,7 @@ def run(cfg, robot, policy=None, camera=None):
 # ----------------------------------------------------------------------------- CLI
 def parse(argv):
     """Flags -> RobotConfig; a bad flag or value exits with one line."""
-    return dbp.build_config(RobotConfig, vars(dbp.add_config_args(dbp.make_parser(__doc__), RobotConfig).parse_args(argv)))
+    return cli.parse(RobotConfig, __doc__, argv)
 
 
 def print_stats(st):
@@ -597,7 +598,7 @@ def main(argv=None):
         elif policy.image_shape[0] != views:
             sys.exit(f"error: {cfg.ckpt} takes {policy.image_shape[0]} camera view(s); --camera names {views}")
         if getattr(policy, "obs_mode", "state") == "pixels" and cfg.inference == "inline":  # a worker moves it itself
-            policy.to(dbp.resolve_device(cfg.device))
+            policy.to(cli.resolve_device(cfg.device))
     try:
         workers_cpus = cpu_plan(cfg.loop_cpu)[1]                   # the sim and camera processes: off the loop's CPU
     except ValueError as e:

@@ -28,6 +28,7 @@ ACTION_DIM = 4 * N_ARMS                          # Da = 8: per arm absolute EE t
 POLICY_HZ = envs.SimConfig.control_hz            # the rate the policy was trained at
 FAULTS = ("disconnect", "read-timeout", "refuse", "freeze", "clock-jump", "worker-crash", "worker-hang")
 CLOCK_JUMP_S = 1.0                               # how far an injected clock-jump moves the robot's clock
+ALIVE_CHECK_S = 0.05                             # how often the loop asks whether the policy worker still lives
 
 
 def cpu_plan(loop_cpu):
@@ -287,7 +288,7 @@ class PolicyWorker:
 
     def __init__(self, policy, warmup_obs, timeout_s, device="cpu", threads=1, seed=0, cpus=None):
         self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
-        self.timeout_s, self.sent_s = timeout_s, None
+        self.timeout_s, self.sent_s, self.alive_check_s = timeout_s, None, 0.0
         ctx = mp.get_context("spawn")
         self._conn, self._proc, _ = _spawn(ctx, "policy worker", _policy_worker, policy, device, threads, seed, cpus,
                                            timeout_s=120.0)
@@ -313,8 +314,10 @@ class PolicyWorker:
         return self._conn.recv()
 
     def check(self, now_s):
-        if not self._proc.is_alive():
-            return f"the policy worker died (exit code {self._proc.exitcode})"
+        if now_s >= self.alive_check_s:            # a syscall: every ALIVE_CHECK_S, not every tick
+            self.alive_check_s = now_s + ALIVE_CHECK_S
+            if not self._proc.is_alive():
+                return f"the policy worker died (exit code {self._proc.exitcode})"
         if self.sent_s is not None and now_s - self.sent_s > self.timeout_s:
             return (f"the policy worker gave no chunk in {(now_s - self.sent_s) * 1e3:.0f} ms "
                     f"(timeout {self.timeout_s * 1e3:.0f} ms)")

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+import cli
 import dbp
 import dbpo
 import envs
@@ -45,7 +46,7 @@ from dbp import option
 
 # ----------------------------------------------------------------------------- configs
 @dataclass
-class EvalConfig(dbp.SeedConfig):
+class EvalConfig(cli.SeedConfig):
     """Seeded evaluation, shared by both stages and bench.py."""
     eval_episodes: int = option(50, "episodes of each evaluation, the same seeded resets every time", ge=1)
 
@@ -74,7 +75,7 @@ class RunConfig(EvalConfig):
 
 
 @dataclass
-class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, dbp.DeviceConfig):
+class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, cli.DeviceConfig):
     """Stage 1: DBP from demonstrations; the policy and drift-loss fields come from dbp.DBPConfig."""
     task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}")
     steps: int = option(15000, "gradient steps (6000 with --obs pixels, 5000 with --task mw-*)", ge=1)
@@ -99,7 +100,7 @@ METAWORLD_DEFAULTS = dict(demos=10, steps=5000)
 
 
 @dataclass
-class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, dbp.DeviceConfig):
+class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, cli.DeviceConfig):
     """Stage 2 run settings; the PPO coefficients come from dbpo.DBPOConfig."""
     ckpt: str = option("", "stage-1 (or DBPO) checkpoint to fine-tune ('': runs/pretrain-<task>-s<seed>/ckpt.pt, "
                        "where `--stage pretrain` with the same --task and --seed saves it)")
@@ -118,9 +119,8 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, dbp.DeviceConfig):
         if self.critic_warmup_iters >= self.iterations:
             raise dbp.ConfigError("critic_warmup_iters", self.critic_warmup_iters,
                                   f"must be < iterations = {self.iterations} (else the actor never trains)")
-        if self.n_envs * self.n_decisions % self.minibatch_size == 1:  # a minibatch of 1 has no advantage std
-            raise dbp.ConfigError("minibatch_size", self.minibatch_size, "must not leave a last minibatch of "
-                                  f"1 decision from n_envs x n_decisions = {self.n_envs * self.n_decisions}")
+        if self.n_envs * self.n_decisions < 2:  # advantages are normalized by their std
+            raise dbp.ConfigError("n_decisions", self.n_decisions, "n_envs x n_decisions must be >= 2")
 
 
 # ----------------------------------------------------------------------------- run plumbing
@@ -332,7 +332,7 @@ class LossOf(torch.nn.Module):
 
 def pretrain(cfg, ckpt):
     torch.manual_seed(cfg.seed)
-    rank, world, group, device = distributed(dbp.resolve_device(cfg.device))
+    rank, world, group, device = distributed(cli.resolve_device(cfg.device))
     if cfg.batch_size % world:
         sys.exit(f"error: --batch-size {cfg.batch_size} must split evenly over the {world} processes")
     share = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)   # of every global batch
@@ -473,7 +473,7 @@ def finetune(cfg, ckpt, start=None):
     # 8 envs: a batch-8 forward took 168 ms instead of 3.5 ms).
     torch.set_num_threads(1)
     policy, task = start if ckpt is None else (dbp.DBPPolicy.from_checkpoint(ckpt), ckpt["task"])
-    device = dbp.resolve_device(cfg.device)
+    device = cli.resolve_device(cfg.device)
     agent = dbpo.DBPOAgent(policy, cfg).to(device)
     To, Ta, N, T = policy.n_obs_steps, policy.n_action_steps, cfg.n_envs, cfg.n_decisions
     successes = dbpo.SuccessReplay(N, cfg.imitation_capacity) if cfg.imitation_coef > 0 else None
@@ -615,12 +615,12 @@ def parse(argv):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--stage", choices=sorted(STAGES), default="pretrain")
     stage = pre.parse_known_args(argv)[0].stage
-    parser = dbp.make_parser(__doc__)
+    parser = cli.make_parser(__doc__)
     parser.add_argument("--stage", choices=sorted(STAGES), default=stage,
                         help="which stage to run; `--stage NAME --help` lists that stage's flags")
     parser.add_argument("--plot", nargs="+", metavar="RUN_DIR",
                         help="draw the learning curves of these run directories into ./curves.png and exit")
-    given = vars(dbp.add_config_args(parser, STAGES[stage]).parse_args(argv))
+    given = vars(cli.add_config_args(parser, STAGES[stage]).parse_args(argv))
     given.pop("stage", None)
     if "plot" in given:
         return "plot", given["plot"], {}
@@ -630,7 +630,7 @@ def parse(argv):
         given = {**PIXEL_DEFAULTS, **given}
     if stage == "pretrain" and str(given.get("task", "")).startswith(metaworld_tasks.PREFIX):
         given = {**METAWORLD_DEFAULTS, **given}
-    cfg = dbp.build_config(STAGES[stage], given)
+    cfg = cli.build_config(STAGES[stage], given)
     return stage, cfg, {k: getattr(cfg, k) for k in given}
 
 
@@ -645,7 +645,7 @@ def resume_config(cfg, given):
         sys.exit(f"error: --resume given but there is no checkpoint at {ckpt_path}")
     ckpt = dbp.load_checkpoint(ckpt_path)
     free = {key: given[key] for key in ("device",) if key in given}  # may differ: a run moves between machines
-    saved = dbp.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True, **free))
+    saved = cli.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True, **free))
     for key, value in given.items():
         if key not in ("out", "resume", "video", *free) and getattr(saved, key) != value:
             sys.exit(f"error: --{key.replace('_', '-')} {value!r} disagrees with the run being resumed ({getattr(saved, key)!r})")
