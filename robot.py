@@ -1,22 +1,24 @@
 """Dual-arm real-time control loop: a trained DBP policy drives two arms at --hz (default 100).
 
 The deployment side of Gao et al. 2026 (arXiv 2604.03540; the paper: dual-arm UR5, 105.2 Hz,
-9.5 ms end to end). Layers, top to bottom:
+9.5 ms end to end). This file holds the config, the run of episodes with its stats, and the CLI; the layers,
+top to bottom, each have a file of their own:
   policy   DBPPolicy at the task's control rate (10 Hz): one chunk of Ta targets per inference,
            receding horizon, obs history To sampled at the policy rate; it runs in a worker process
            (robot_io.PolicyWorker): the loop posts an observation and picks the chunk up when it is
            done, skipping the targets whose time has passed (each chunk carries its observation's stamp);
-  loop     fixed rate --hz on time.monotonic() absolute deadlines, sleep-then-spin waits; it
-           interpolates linearly from one policy target to the next (target a_j is where the
+  loop     (robot_loop.py) fixed rate --hz on time.monotonic() absolute deadlines, sleep-then-spin waits;
+           it interpolates linearly from one policy target to the next (target a_j is where the
            EE should be at the end of policy step j);
-  safety   workspace box, EE speed, gripper bounds, joint limits, NaN/inf, stale or jumped state clock,
-           stale camera frame, a dead or silent policy worker, a lost connection or refused command,
-           overrun streak -> hold position and stop; try/finally stops both arms;
-  camera   a pixel checkpoint (train.py --obs pixels) sees frames, off the loop's thread: 'sim'
-           renders its cameras in a process of their own, 'ur' reads OpenCV devices (--camera);
-  backend  'sim': the bimanual PyBullet task (envs.py) in a process of its own, stepping its physics in
-           wall-clock real time as a controller would; 'ur': two UR arms by IP through ur_rtde
+  safety   (robot_safety.py) workspace box, EE speed, gripper bounds, joint limits, NaN/inf, stale or
+           jumped state clock, stale camera frame, a dead or silent policy worker, a lost connection or
+           refused command, overrun streak -> hold position and stop; try/finally stops both arms;
+  camera   (robot_camera.py) a pixel checkpoint (train.py --obs pixels) sees frames, off the loop's
+           thread: 'sim' renders its cameras in a process of their own, 'ur' reads OpenCV devices (--camera);
+  backend  (robot_io.py) 'sim': the bimanual PyBullet task (envs.py) in a process of its own, stepping its
+           physics in wall-clock real time as a controller would; 'ur': two UR arms by IP through ur_rtde
            (untested on hardware, see robot_io.URBackend). --inject plays a fault on the sim.
+--record (robot_record.py) drives the loop by a demonstrator instead and writes its episodes as demos.
 
     python robot.py --ckpt runs/pretrain-bimanual-s0/ckpt.pt --duration-s 60 --stats-json stats.json
     python robot.py --ckpt runs/px/bimanual/ckpt.pt   # a pixel checkpoint: the sim renders its cameras
@@ -39,20 +41,21 @@ import cli
 import dbp
 import envs
 from dbp import option
-from robot_io import (ACTION_DIM, FAULTS, N_ARMS, OBS_DIM, POLICY_HZ, TASK, ExpertSource, InlinePolicy, PolicyWorker,
-                      ReplaySource, SimBackend, SimCamera, ThreadCamera, URBackend, cpu_plan, hold_target, opencv_grab,
-                      percentiles)
+from robot_camera import SimCamera, ThreadCamera, opencv_grab
+from robot_io import (ACTION_DIM, FAULTS, N_ARMS, OBS_DIM, POLICY_HZ, TASK, InlinePolicy, PolicyWorker, SimBackend,
+                      URBackend, cpu_plan, percentiles)
+from robot_loop import LATENCY_KEYS, run_episode
+from robot_record import ExpertSource, Recorder, ReplaySource
+from robot_safety import Safety
 
 AGENT_POS_DIM = 4 * N_ARMS                       # a pixel policy's agent_pos: per arm EE xyz, gripper opening
-LATENCY_KEYS = ("state_read", "inference", "command", "tick",  # what the loop times; camera: a frame's age when
-                "camera", "end_to_end")  # taken, end_to_end: observation -> first command of its chunk
 
 
 @dataclass
 class RobotConfig(cli.SeedConfig, cli.DeviceConfig):  # seed: sim episode i resets with envs.eval_seed(seed, i), as in evaluation
     ckpt: str = option("", "checkpoint written by train.py (either stage) for the bimanual task")
     backend: str = option("sim", "'sim': the bimanual PyBullet task stepped in real time; 'ur': two UR arms "
-                          "through ur_rtde (untested on hardware; see URBackend in robot.py)")
+                          "through ur_rtde (untested on hardware; see robot_io.URBackend)")
     hz: float = option(100.0, f"control-loop rate (Hz). The policy was trained at {POLICY_HZ:g} Hz: the loop "
                        f"interpolates linearly between its consecutive targets, hz/{POLICY_HZ:g} ticks per target",
                        ge=POLICY_HZ, le=10_000.0)
@@ -94,7 +97,7 @@ class RobotConfig(cli.SeedConfig, cli.DeviceConfig):  # seed: sim episode i rese
     record: str = option("", "record demonstrations into DIR/bimanual_recorded.npz (envs' demo format, with stamps "
                          "and a success label per episode; appended to): a --teleop source drives instead of a policy")
     teleop: str = option("expert", "--record's demonstrator: 'expert' (sim: the scripted expert) or 'replay:FILE' "
-                         "(the actions of a demo file, open loop); your own: robot.Recorder(source, path) in robot.run")
+                         "(the actions of a demo file, open loop); your own: robot_record.Recorder(source, path) in robot.run")
     episodes: int = option(0, "end the run after this many finished episodes (0: only --duration-s ends it)", ge=0)
     inject: str = option("", f"sim: play a fault FAULT@SECONDS into the run, e.g. freeze@2.5; FAULT one of "
                          f"{', '.join(FAULTS)} (the state: freeze, clock-jump; the connection: disconnect, "
@@ -135,15 +138,6 @@ class RobotConfig(cli.SeedConfig, cli.DeviceConfig):  # seed: sim episode i rese
 
 
 # ----------------------------------------------------------------------------- helpers
-def wait_until(deadline_s, spin_s):
-    """Sleep until spin_s before the deadline (the OS wakes us late by ~0.1 ms), then spin."""
-    remaining_s = deadline_s - time.monotonic() - spin_s
-    if remaining_s > 0:
-        time.sleep(remaining_s)
-    while time.monotonic() < deadline_s:
-        pass
-
-
 def _set_rt_priority(priority):
     """SCHED_FIFO for this thread; returns the priority set (0 when off or not permitted). -1: 50 if permitted."""
     if priority == 0:
@@ -168,206 +162,9 @@ def load_policy(path):
                                                       "action_dim": ACTION_DIM})
 
 
-# ----------------------------------------------------------------------------- safety layer
-class Safety:
-    """Stands between policy and robot. Limits (clipped, counted): workspace box, EE step per
-    tick, gripper in [0, 1]. Faults (the loop holds position and stops): NaN/inf in state or
-    action, a stale state, a joint near its limit, an overrun streak. Methods return a fault
-    message or None; targets are (N_ARMS, 4) arrays of (x, y, z, g)."""
-
-    def __init__(self, cfg, dt_s, joint_lower, joint_upper):
-        self.cfg, self.dt_s = cfg, dt_s
-        self.box_lo, self.box_hi = np.array(cfg.workspace_low_m), np.array(cfg.workspace_high_m)
-        self.max_step_m = cfg.max_ee_speed_m_s * dt_s
-        self.joint_lo = np.asarray(joint_lower) + cfg.joint_margin_rad    # (N_ARMS, n_joints)
-        self.joint_hi = np.asarray(joint_upper) - cfg.joint_margin_rad
-        self.clips = dict(workspace=0, gripper=0, step=0)  # ticks clipped, by limit, over the whole run
-        self.reset()
-
-    def reset(self):
-        """A new episode: the arms start anew, so no step limit from the last target, no overrun streak."""
-        self.last = None            # last commanded target: the reference of the step limit
-        self.overrun_streak = 0
-
-    def check_state(self, state, now_s):
-        if not all(np.isfinite(state[k]).all() for k in ("joint_pos", "ee_pos", "gripper", "obs") if state[k] is not None):
-            return "non-finite robot state (NaN/inf)"
-        age_s = now_s - state["stamp_s"]
-        if age_s > self.cfg.state_timeout_s:
-            return f"stale robot state: {age_s * 1e3:.1f} ms old (watchdog {self.cfg.state_timeout_s * 1e3:.0f} ms)"
-        if age_s < -self.cfg.state_timeout_s:
-            return f"robot state stamped {-age_s * 1e3:.0f} ms ahead of the loop's clock: the robot's clock jumped"
-        bad = (state["joint_pos"] < self.joint_lo) | (state["joint_pos"] > self.joint_hi)
-        if bad.any():
-            arm, joint = np.argwhere(bad)[0]
-            return f"arm {arm} joint {joint} at {state['joint_pos'][arm, joint]:.3f} rad is within the limit margin"
-        return None
-
-    def check_timing(self, missed):
-        self.overrun_streak = self.overrun_streak + 1 if missed else 0
-        if self.overrun_streak >= self.cfg.max_overrun_streak:
-            return f"{self.overrun_streak} consecutive missed deadlines at {1 / self.dt_s:g} Hz"
-        return None
-
-    def filter(self, target):
-        """Policy target (N_ARMS, 4) -> (safe target, fault)."""
-        target = np.asarray(target, dtype=np.float64)
-        if target.shape != (N_ARMS, 4) or not np.isfinite(target).all():
-            return None, f"non-finite or mis-shaped action {target.tolist()} (expected ({N_ARMS}, 4))"
-        safe = target.copy()
-        safe[:, :3] = np.clip(safe[:, :3], self.box_lo, self.box_hi)
-        safe[:, 3] = np.clip(safe[:, 3], 0.0, 1.0)
-        self.clips["workspace"] += int((safe[:, :3] != target[:, :3]).any())
-        self.clips["gripper"] += int((safe[:, 3] != target[:, 3]).any())
-        if self.last is not None:  # rate limit: each arm's EE target moves <= max_step_m per tick
-            step = safe[:, :3] - self.last[:, :3]
-            norm = np.linalg.norm(step, axis=1, keepdims=True)
-            if (norm > self.max_step_m).any():
-                safe[:, :3] = self.last[:, :3] + step * np.minimum(1.0, self.max_step_m / np.maximum(norm, 1e-12))
-                self.clips["step"] += 1
-        self.last = safe
-        return safe, None
-
-    hold = staticmethod(hold_target)
-
-
-# ----------------------------------------------------------------------------- loop
-def agent_pos(state):
-    """A pixel policy's proprioception (4 * N_ARMS,): per arm EE xyz and gripper opening, as envs' agent_pos."""
-    return np.concatenate([np.append(e, g) for e, g in zip(state["ee_pos"], state["gripper"])]).astype(np.float32)
-
-
-def policy_input(hist):
-    """The obs history (To entries, oldest first) as predict_action's batch of one."""
-    if isinstance(hist[0], dict):
-        return {key: np.stack([h[key] for h in hist])[None] for key in hist[0]}
-    return np.stack(hist)[None]
-
-
-def run_episode(cfg, robot, worker, safety, lat, counts, t_end_s, frames=None, camera=None, inject=None):
-    """One episode of ticks at cfg.hz until success, the time limit or t_end_s.
-    worker: a PolicyWorker or InlinePolicy (None: hold). Adds to lat (seconds per stage) and counts (ticks,
-    missed, skipped, actions_skipped, ...) in place, and a rendered frame per policy step to frames, if a list.
-    A chunk computed from the observation of policy step j0 arriving in step j > j0 starts at its target for
-    step j: those of steps already past are skipped. With a camera (a pixel policy), policy step j's
-    observation is the first frame stamped at or after the step's state, with the arms' pose of that state;
-    a chunk due before that frame has come waits for it, the arms holding meanwhile. A step that begins while
-    the last step's frame is still awaited adds no observation of its own. inject: [fault, at_s] plays the fault
-    on the robot or the worker once the clock passes at_s (then set to None).
-    Returns (outcome, fault): outcome 'success', 'timeout', 'unfinished' or 'fault'; a fault's detection time is
-    counts["fault_s"], and the hold command's, counts["hold_s"] (None when it could not be sent)."""
-    dt_s, dt_policy_s = 1.0 / cfg.hz, 1.0 / POLICY_HZ
-    spin_s = min(cfg.spin_s, dt_s / 4)  # never spin a whole tick: a SCHED_FIFO spinner gets throttled
-    To, Ta = (worker.n_obs_steps, worker.n_action_steps) if worker is not None else (1, 1)
-    hist, chunk, chunk_j0, j_last = [], None, 0, -1
-    w_from = w_to = None          # the segment being interpolated: targets of steps j-1 and j
-    state, k, t0_s, j = None, 0, time.monotonic(), 0
-    pending = obs_stamp_s = e2e_from_s = None  # pending: (stamp, agent_pos) of the step waiting for its frame
-
-    def fault_now(message):
-        counts["fault_s"] = time.monotonic()
-        return "fault", message
-
-    def take(got):  # a finished chunk: its targets from step j on (those of steps already past are skipped)
-        nonlocal chunk, chunk_j0, w_to, e2e_from_s
-        chunk, stamp_s, chunk_j0, infer_s = got
-        lat["inference"].append(infer_s)
-        counts["actions_skipped"] += min(j - chunk_j0, Ta)
-        if j - chunk_j0 < Ta:
-            w_to, e2e_from_s = chunk[j - chunk_j0].reshape(N_ARMS, 4), stamp_s
-
-    try:
-        while True:
-            t_a = time.monotonic()
-            if inject is not None and inject[0] and t_a >= inject[1]:  # --inject: the fault starts now
-                (worker if inject[0].startswith("worker") else robot).inject(inject[0])
-                counts["injected_s"], inject[0] = t_a, None
-            state = robot.read_state()
-            t_c = time.monotonic()
-            lat["state_read"].append(t_c - t_a)
-            fault = safety.check_state(state, t_c) or (worker.check(t_c) if worker is not None else None)
-            if not fault and pending is not None and t_c - pending[0] > cfg.camera_timeout_s:  # the step's frame is late
-                newest, error = camera.frame(), camera.stats().get("error")
-                fault = (f"stale camera frame: none of the policy step's state {(t_c - pending[0]) * 1e3:.0f} ms "
-                         f"on, the newest {(t_c - newest[0]) * 1e3:.0f} ms old (timeout "
-                         f"{cfg.camera_timeout_s * 1e3:.0f} ms)" + (f"; the camera failed: {error}" if error else ""))
-            if fault:
-                return fault_now(fault)
-            j = int(k * dt_s / dt_policy_s + 1e-9)                 # policy step this tick falls in
-            if j != j_last:                                        # first tick of policy step j
-                if frames is not None:                             # off the clock, for the loop too
-                    t_s = time.monotonic()
-                    frames.append(robot.render())
-                    paused_s = time.monotonic() - t_s
-                    t_a, t_c, t0_s, t_end_s = t_a + paused_s, t_c + paused_s, t0_s + paused_s, t_end_s + paused_s
-                    counts["paused_s"] += paused_s
-                if j > 0 and robot.success():                      # scored after each step, as env.step
-                    return "success", None
-                if robot.max_policy_steps is not None and j >= robot.max_policy_steps:
-                    return "timeout", None
-                w_from = Safety.hold(state) if w_to is None else w_to
-                i = j - chunk_j0
-                w_to = chunk[i].reshape(N_ARMS, 4) if chunk is not None and i < Ta else None
-                if camera is not None:                             # pixels: the obs comes with the frame
-                    if pending is None:                            # (a camera still busy with the last is not rushed)
-                        camera.request(state)
-                        pending = (state["stamp_s"], agent_pos(state))
-                elif state["obs"] is not None:                     # history at the policy rate, (To, Do)
-                    hist, obs_stamp_s = (hist or [state["obs"]] * To)[1:] + [state["obs"]], state["stamp_s"]
-                j_last = j
-            if pending is not None and (newest := camera.frame())[0] >= pending[0]:  # this step's frame has come
-                lat["camera"].append(t_c - newest[0])
-                obs = {"image": newest[1], "agent_pos": pending[1]}
-                hist, obs_stamp_s, pending = (hist or [obs] * To)[1:] + [obs], pending[0], None
-            if worker is not None and (got := worker.poll()) is not None:
-                take(got)
-            frac = k * dt_s / dt_policy_s - j                      # position within step j, [0, 1)
-            target = w_from if w_to is None else w_from + (w_to - w_from) * frac
-            target, fault = safety.filter(target)
-            if fault:
-                return fault_now(fault)
-            robot.command(target)
-            t_d = time.monotonic()
-            lat["command"].append(t_d - t_c)
-            if e2e_from_s is not None:                             # the first command of a new chunk
-                lat["end_to_end"].append(t_d - e2e_from_s)
-                e2e_from_s = None
-            if w_to is None and pending is None and not (worker is not None and worker.busy()):
-                if worker is None:                                 # dry run: hold
-                    w_to = w_from
-                else:                                              # next chunk, from this step's obs
-                    worker.submit(policy_input(hist), obs_stamp_s, j)
-                    if (got := worker.poll()) is not None:         # inline: done already
-                        take(got)
-            # ---- absolute deadlines: tick k must end by t0 + (k + 1) dt
-            k += 1
-            now_s = time.monotonic()
-            lat["tick"].append(now_s - t_a)
-            counts["ticks"] += 1
-            missed = now_s > t0_s + k * dt_s
-            counts["missed"] += missed
-            if now_s > t0_s + (k + 1) * dt_s:                      # more than a period late: skip ticks
-                k_now = int((now_s - t0_s) / dt_s)
-                counts["skipped"] += k_now - k
-                k = k_now
-            fault = safety.check_timing(missed)
-            if fault:
-                return fault_now(fault)
-            if t0_s + k * dt_s >= t_end_s:                         # the next tick would start after the end
-                return "unfinished", None
-            wait_until(t0_s + k * dt_s, spin_s)
-    except Exception as e:  # noqa: BLE001 -- a lost connection, a refused command: hold, then stop, with the reason
-        return fault_now(f"{type(e).__name__}: {e}")
-    finally:  # on a fault (or an exception) the last safe command is a hold where the arms are
-        if state is not None and all(np.isfinite(state[key]).all() for key in ("ee_pos", "gripper")):
-            try:
-                robot.command(Safety.hold(state))
-                counts["hold_s"] = time.monotonic()
-            except Exception:  # noqa: BLE001 -- the connection is gone: robot.stop() is the stop left
-                counts["hold_s"] = None
-
-
+# ----------------------------------------------------------------------------- run
 def _warmup_obs(policy):
+    """Zeros of the policy's input, (1, To, ...), for the calls that warm it up before the loop starts."""
     To = policy.n_obs_steps
     if getattr(policy, "obs_mode", "state") == "pixels":
         return {"image": np.zeros((1, To, *policy.image_shape), np.uint8),
@@ -375,71 +172,51 @@ def _warmup_obs(policy):
     return np.zeros((1, To, OBS_DIM), np.float32)
 
 
-class Recorder:
-    """A teleoperation source (robot_io.ExpertSource, ReplaySource, or any source(obs) -> targets (Da,)) in the policy
-    worker's interface, for --record: at each policy step source(obs) gives the targets for the step's end, a chunk
-    of one (Ta = 1). Each finished episode's observations, actions and stamps are written to `path` at once (envs'
-    demo format, plus stamps_s (T,) s since the episode's first observation, success (E,), seeds (E,); a file there
-    is appended to), so an interruption loses at most the episode under way. With a camera the observations are
-    the frames and agent_pos (obs then holds agent_pos: real arms give no object state)."""
-    n_obs_steps = n_action_steps = 1
-    KEYS = ("obs", "actions", "stamps_s", "image", "agent_pos")   # per step, in that order of the file
+def _start_policy(cfg, policy, cpus):
+    """What the loop asks for chunks: the Recorder itself, the policy in a PolicyWorker on `cpus` (or inline), or
+    None (a dry run). RuntimeError when the worker does not start."""
+    if policy is None or isinstance(policy, Recorder):
+        return policy
+    if cfg.inference == "process":
+        return PolicyWorker(policy, _warmup_obs(policy), cfg.inference_timeout_s, cli.resolve_device(cfg.device),
+                            cfg.torch_threads, cfg.seed, cpus)
+    return InlinePolicy(policy, _warmup_obs(policy))
 
-    def __init__(self, source, path, camera=False):
-        self.source, self.path, self.result, self.steps, self.episodes = source, path, None, [], []
-        self.obs_mode = "pixels" if camera else "state"
-        self.old = envs.load_demos(path) if os.path.exists(path) else None
-        if self.old is not None and not {"stamps_s", "success", "seeds"} <= set(self.old):
-            raise ValueError(f"{path} is not a robot.py recording (no stamps_s, success, seeds): record elsewhere")
-        self.first_index = 0 if self.old is None else len(self.old["episode_ends"])
 
-    def begin(self, seed):
-        self.steps, self.seed = [], seed
-        getattr(self.source, "reset", lambda seed: None)(seed)
-
-    def submit(self, obs, stamp_s, j0):
+def _run_episodes(cfg, robot, worker, camera, safety, lat, totals, outcomes, t_start_s):
+    """Episodes one after another from t_start_s, each reset off the clock (totals["reset_s"]), until the run's time
+    is up, cfg.episodes have finished or a fault. Appends each outcome to outcomes; returns the fault or None."""
+    recorder = worker if isinstance(worker, Recorder) else None
+    seed_of, first = (envs.demo_seed, recorder.first_index) if recorder else (envs.eval_seed, 0)  # demos: other resets
+    fault_name, _, at = cfg.inject.partition("@")
+    inject = [fault_name, t_start_s + float(at)] if fault_name else None
+    t_end_s = t_start_s + cfg.duration_s
+    while time.monotonic() < t_end_s + totals["paused_s"]:
         t_s = time.monotonic()
-        obs = {k: v[0, -1] for k, v in obs.items()} if isinstance(obs, dict) else obs[0, -1]   # this step's
-        action = np.asarray(self.source(obs), np.float32).reshape(ACTION_DIM)
-        self.steps.append((obs, action, stamp_s))
-        self.result = (action[None], stamp_s, j0, time.monotonic() - t_s)
-
-    busy, poll, check = InlinePolicy.busy, InlinePolicy.poll, InlinePolicy.check
-
-    def close(self):
-        pass
-
-    def end(self, outcome, success=None):
-        """Keep the episode under way and rewrite the file: a finished sim episode (success: the sim's flag), or any
-        episode whose success an operator gives. Returns whether it was kept."""
-        if not self.steps or (success is None and outcome not in ("success", "timeout")):
-            return False
-        obs, actions, stamps = zip(*self.steps)
-        ep = dict(actions=np.stack(actions), stamps_s=np.array(stamps) - stamps[0], success=bool(
-            outcome == "success" if success is None else success), seeds=self.seed, modes=getattr(self.source, "mode", -1))
-        if isinstance(obs[0], dict):
-            ep.update(image=np.stack([o["image"] for o in obs]), agent_pos=np.stack([o["agent_pos"] for o in obs]))
-            ep["obs"] = ep["agent_pos"]
-        else:
-            ep["obs"] = np.stack(obs).astype(np.float32)
-        self.episodes.append(ep)
-        self.steps = []
-        self._write()
-        return True
-
-    def _write(self):
-        eps, old = self.episodes, self.old or {}
-        data = {k: np.concatenate(([old[k]] if k in old else []) + [e[k] for e in eps]) for k in self.KEYS if k in eps[0]}
-        lengths = [e["actions"].shape[0] for e in eps]
-        data["episode_ends"] = np.concatenate([old.get("episode_ends", np.zeros(0, np.int64)),
-                                               len(old.get("obs", ())) + np.cumsum(lengths)]).astype(np.int64)
-        for k in ("success", "seeds", "modes"):
-            data[k] = np.concatenate([old.get(k, np.zeros(0)), [e[k] for e in eps]]).astype(bool if k == "success" else np.int64)
-        data["version"] = np.array(envs.DEMO_VERSION)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path + ".tmp", "wb") as f:
-            np.savez_compressed(f, **data)
-        os.replace(self.path + ".tmp", self.path)   # a crash mid-write never leaves a half file
+        seed, frames = seed_of(cfg.seed, first + len(outcomes)), [] if len(outcomes) < cfg.video else None
+        robot.reset(seed)                                      # between episodes: off the clock
+        if camera is not None:
+            try:
+                camera.reset(seed)
+            except RuntimeError as e:
+                return f"camera: {e}"
+        totals["reset_s"] += time.monotonic() - t_s
+        safety.reset()
+        if recorder is not None:
+            recorder.begin(seed)
+        if inject is not None and inject[0]:                   # the run's time, less the resets
+            inject[1] += time.monotonic() - t_s
+        outcome, fault = run_episode(cfg, robot, worker, safety, lat, totals, t_end_s + totals["paused_s"], frames,
+                                     camera, inject)
+        outcomes.append(outcome)
+        if recorder is not None:
+            recorder.end(outcome)
+        if frames:
+            envs.write_video(os.path.join(cfg.video_dir, envs.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
+        n_done = sum(o in ("success", "timeout") for o in outcomes)
+        if fault is not None or outcome == "unfinished" or 0 < cfg.episodes <= n_done:
+            return fault                                       # a fault, the run's time is up, or its episodes done
+    return None
 
 
 def run(cfg, robot, policy=None, camera=None):
@@ -452,53 +229,21 @@ def run(cfg, robot, policy=None, camera=None):
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     lat = {s: [] for s in LATENCY_KEYS}
-    totals = dict(ticks=0, missed=0, skipped=0, actions_skipped=0, paused_s=0.0)  # paused_s: rendering --video frames
+    # paused_s: rendering --video frames; reset_s: resetting the episodes (both off the clock)
+    totals = dict(ticks=0, missed=0, skipped=0, actions_skipped=0, paused_s=0.0, reset_s=0.0)
     safety = Safety(cfg, 1.0 / cfg.hz, robot.joint_lower, robot.joint_upper)
-    outcomes, fault, reset_s, load_start, worker, rt_priority = [], None, 0.0, os.getloadavg()[0], None, 0
-    fault_name, _, at = cfg.inject.partition("@")
+    outcomes, fault, load_start, worker, rt_priority = [], None, os.getloadavg()[0], None, 0
     recorder = policy if isinstance(policy, Recorder) else None
     all_cpus, (loop_cpus, workers_cpus) = os.sched_getaffinity(0), cpu_plan(cfg.loop_cpu)
-    seed_of, first = (envs.demo_seed, recorder.first_index) if recorder else (envs.eval_seed, 0)  # demos: other resets
     try:
-        if recorder is not None:
-            worker = recorder
-        elif policy is not None:
-            worker = (PolicyWorker(policy, _warmup_obs(policy), cfg.inference_timeout_s, cli.resolve_device(cfg.device),
-                                   cfg.torch_threads, cfg.seed, workers_cpus) if cfg.inference == "process"
-                      else InlinePolicy(policy, _warmup_obs(policy)))
+        worker = _start_policy(cfg, policy, workers_cpus)
         if loop_cpus:
             os.sched_setaffinity(0, loop_cpus)
         rt_priority = _set_rt_priority(cfg.rt_priority)
         gc.collect()
         gc.freeze()  # objects made so far are never re-scanned: shorter collector pauses in the loop
         t_start_s = time.monotonic()
-        t_end_s = t_start_s + cfg.duration_s
-        inject = [fault_name, t_start_s + float(at)] if fault_name else None
-        while fault is None and time.monotonic() < t_end_s + totals["paused_s"]:
-            t_s = time.monotonic()
-            seed, frames = seed_of(cfg.seed, first + len(outcomes)), [] if len(outcomes) < cfg.video else None
-            robot.reset(seed)                                      # between episodes: off the clock
-            if camera is not None:
-                try:
-                    camera.reset(seed)
-                except RuntimeError as e:
-                    fault = f"camera: {e}"
-                    break
-            reset_s += time.monotonic() - t_s
-            safety.reset()
-            if recorder is not None:
-                recorder.begin(seed)
-            if inject is not None and inject[0]:                   # the run's time, less the resets
-                inject[1] += time.monotonic() - t_s
-            outcome, fault = run_episode(cfg, robot, worker, safety, lat, totals, t_end_s + totals["paused_s"], frames,
-                                         camera, inject)
-            outcomes.append(outcome)
-            if recorder is not None:
-                recorder.end(outcome)
-            if frames:
-                envs.write_video(os.path.join(cfg.video_dir, envs.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
-            if outcome == "unfinished" or 0 < cfg.episodes <= sum(o in ("success", "timeout") for o in outcomes):
-                break                                              # the run's time is up, or its episodes done
+        fault = _run_episodes(cfg, robot, worker, camera, safety, lat, totals, outcomes, t_start_s)
     except KeyboardInterrupt:
         fault = "interrupted (Ctrl-C)"
         outcomes.append("interrupted")
@@ -513,15 +258,14 @@ def run(cfg, robot, policy=None, camera=None):
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         os.sched_setaffinity(0, all_cpus)
     elapsed_s = time.monotonic() - t_start_s
-    n_done = sum(o in ("success", "timeout") for o in outcomes)
-    n_success = outcomes.count("success")
+    n_done, n_success = sum(o in ("success", "timeout") for o in outcomes), outcomes.count("success")
     detected_s, hold_s = totals.get("fault_s"), totals.get("hold_s")
-    stats = dict(
+    return dict(
         backend=cfg.backend, hz=cfg.hz, policy_hz=POLICY_HZ, dry_run=policy is None, duration_s=round(elapsed_s, 2),
         inference=cfg.inference if policy is not None else None,
         ticks=totals["ticks"], deadline_misses=totals["missed"], ticks_skipped=totals["skipped"],
         deadline_met_fraction=1 - (totals["missed"] + totals["skipped"]) / max(1, totals["ticks"] + totals["skipped"]),
-        achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - reset_s - totals["paused_s"]),
+        achieved_hz=totals["ticks"] / max(1e-9, elapsed_s - totals["reset_s"] - totals["paused_s"]),
         video_render_s=round(totals["paused_s"], 2),
         latency_ms={s: percentiles(lat[s]) for s in LATENCY_KEYS}, inference_calls=len(lat["inference"]),
         actions_skipped=totals["actions_skipped"], safety_clips=safety.clips, fault=fault,
@@ -534,9 +278,7 @@ def run(cfg, robot, policy=None, camera=None):
         load_avg_1m=[round(load_start, 2), round(os.getloadavg()[0], 2)],
         torch_threads=cfg.torch_threads, rt_priority=rt_priority, ckpt=cfg.ckpt or None,
         cpus=dict(loop=sorted(loop_cpus or all_cpus), workers=sorted(workers_cpus or all_cpus)),
-        recorded=None if recorder is None else dict(path=recorder.path, teleop=getattr(recorder.source, "name", "callable"),
-                                                    episodes=len(recorder.episodes), before=recorder.first_index))
-    return stats
+        recorded=None if recorder is None else recorder.summary())
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -568,37 +310,63 @@ def print_stats(st):
         print(f"STOPPED: {st['fault']}; {hold}, both arms stopped {st['fault_to_stop_ms']} ms after it")
 
 
-def main(argv=None):
-    cfg = parse(sys.argv[1:] if argv is None else argv)
-    policy = camera = None
+def _policy_from_flags(cfg):
+    """What drives: a Recorder (--record), the checkpoint's policy (a state policy as dbp.NumpyPolicy), or None
+    (--dry-run). A checkpoint that does not fit the backend and its cameras exits with one line, before any arm moves."""
     if cfg.record:  # a demonstrator drives
         try:
             source = ExpertSource() if cfg.teleop == "expert" else ReplaySource(cfg.teleop.partition(":")[2])
-            policy = Recorder(source, os.path.join(cfg.record, f"{TASK}_recorded.npz"), camera=bool(cfg.camera))
+            return Recorder(source, os.path.join(cfg.record, f"{TASK}_recorded.npz"), camera=bool(cfg.camera))
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
-    elif not cfg.dry_run:  # check the checkpoint before any arm moves
-        if not cfg.ckpt:
-            sys.exit("error: --ckpt PATH is required (or --dry-run to hold position without a policy)")
-        try:
-            policy = load_policy(cfg.ckpt)
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: {e}")
-        views = len(cfg.camera.split(",")) if cfg.backend == "ur" else len(envs.BimanualEnv.CAMERAS)
-        if policy.obs_mode == "state":
-            if cfg.backend == "ur":
-                sys.exit("error: this state policy observes the bar, which the ur backend cannot sense: use a pixel "
-                         "checkpoint with --camera, --dry-run, or robot.run(cfg, URBackend(cfg, object_obs=...), policy)")
-            policy = dbp.NumpyPolicy(policy)                       # NumPy on the CPU: the fastest at batch 1
-        elif cfg.backend == "ur" and not cfg.camera:
-            sys.exit("error: a pixel checkpoint on --backend ur needs --camera (OpenCV device indices)")
-        elif cfg.backend == "sim" and policy.image_shape != (views, 3, *envs.SimConfig().camera_hw):
-            sys.exit(f"error: {cfg.ckpt} takes images {policy.image_shape}; the sim's cameras give "
-                     f"{(views, 3, *envs.SimConfig().camera_hw)}")
-        elif policy.image_shape[0] != views:
-            sys.exit(f"error: {cfg.ckpt} takes {policy.image_shape[0]} camera view(s); --camera names {views}")
-        if getattr(policy, "obs_mode", "state") == "pixels" and cfg.inference == "inline":  # a worker moves it itself
-            policy.to(cli.resolve_device(cfg.device))
+    if cfg.dry_run:
+        return None
+    if not cfg.ckpt:
+        sys.exit("error: --ckpt PATH is required (or --dry-run to hold position without a policy)")
+    try:
+        policy = load_policy(cfg.ckpt)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    views = len(cfg.camera.split(",")) if cfg.backend == "ur" else len(envs.BimanualEnv.CAMERAS)
+    if policy.obs_mode == "state":
+        if cfg.backend == "ur":
+            sys.exit("error: this state policy observes the bar, which the ur backend cannot sense: use a pixel "
+                     "checkpoint with --camera, --dry-run, or robot.run(cfg, URBackend(cfg, object_obs=...), policy)")
+        policy = dbp.NumpyPolicy(policy)                       # NumPy on the CPU: the fastest at batch 1
+    elif cfg.backend == "ur" and not cfg.camera:
+        sys.exit("error: a pixel checkpoint on --backend ur needs --camera (OpenCV device indices)")
+    elif cfg.backend == "sim" and policy.image_shape != (views, 3, *envs.SimConfig().camera_hw):
+        sys.exit(f"error: {cfg.ckpt} takes images {policy.image_shape}; the sim's cameras give "
+                 f"{(views, 3, *envs.SimConfig().camera_hw)}")
+    elif policy.image_shape[0] != views:
+        sys.exit(f"error: {cfg.ckpt} takes {policy.image_shape[0]} camera view(s); --camera names {views}")
+    if getattr(policy, "obs_mode", "state") == "pixels" and cfg.inference == "inline":  # a worker moves it itself
+        policy.to(cli.resolve_device(cfg.device))
+    return policy
+
+
+def _camera_from_flags(cfg, policy, robot, cpus):
+    """The camera a pixel policy sees through (the sim's, rendered on `cpus`, or OpenCV devices), else None. A camera
+    that does not start stops the arms and exits with one line."""
+    if getattr(policy, "obs_mode", "state") != "pixels":
+        return None
+    try:
+        hw = policy.image_shape[2:] if hasattr(policy, "image_shape") else envs.SimConfig().camera_hw
+        return SimCamera(robot, cpus) if cfg.backend == "sim" else ThreadCamera(
+            opencv_grab([int(i) for i in cfg.camera.split(",")], hw), f"opencv {cfg.camera}")
+    except (ImportError, RuntimeError) as e:  # opencv-python missing, a device that does not open
+        robot.stop()
+        sys.exit(f"error: cannot start the camera: {e}")
+
+
+def _write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def main(argv=None):
+    cfg = parse(sys.argv[1:] if argv is None else argv)
+    policy = _policy_from_flags(cfg)
     try:
         workers_cpus = cpu_plan(cfg.loop_cpu)[1]                   # the sim and camera processes: off the loop's CPU
     except ValueError as e:
@@ -607,14 +375,7 @@ def main(argv=None):
         robot = SimBackend(cfg, workers_cpus) if cfg.backend == "sim" else URBackend(cfg)
     except (ImportError, ValueError, RuntimeError) as e:  # ur_rtde missing, bad IPs, no connection
         sys.exit(f"error: cannot start the {cfg.backend} backend: {e}")
-    if getattr(policy, "obs_mode", "state") == "pixels":
-        try:
-            hw = policy.image_shape[2:] if hasattr(policy, "image_shape") else envs.SimConfig().camera_hw
-            camera = SimCamera(robot, workers_cpus) if cfg.backend == "sim" else ThreadCamera(
-                opencv_grab([int(i) for i in cfg.camera.split(",")], hw), f"opencv {cfg.camera}")
-        except (ImportError, RuntimeError) as e:  # opencv-python missing, a device that does not open
-            robot.stop()
-            sys.exit(f"error: cannot start the camera: {e}")
+    camera = _camera_from_flags(cfg, policy, robot, workers_cpus)
     try:
         stats = run(cfg, robot, policy, camera)
     except RuntimeError as e:  # the policy worker did not start (the arms were stopped)
@@ -625,10 +386,7 @@ def main(argv=None):
             stats["recorded"]["episodes"] += policy.end("unfinished", success=answer.strip().lower().startswith("y"))
     print_stats(stats)
     if cfg.stats_json:
-        os.makedirs(os.path.dirname(os.path.abspath(cfg.stats_json)), exist_ok=True)
-        with open(cfg.stats_json + ".tmp", "w") as f:
-            json.dump(stats, f, indent=2)
-        os.replace(cfg.stats_json + ".tmp", cfg.stats_json)
+        dbp.atomic_write(cfg.stats_json, lambda tmp: _write_json(tmp, stats))   # a crash never leaves half a file
         print(f"wrote {cfg.stats_json}")
     return 1 if stats["fault"] else 0
 

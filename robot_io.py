@@ -1,4 +1,5 @@
-"""What robot.py's control loop talks to, each off the loop's thread: the arms, the cameras, the policy.
+"""What robot.py's control loop talks to, each off the loop's thread: the arms and the policy (the cameras:
+robot_camera.py).
 
   backends  SimBackend: the bimanual PyBullet task (envs.py) in a process of its own that steps its physics in
             wall-clock real time, as a robot's controller runs beside the loop; URBackend: two UR arms (ur_rtde).
@@ -6,15 +7,15 @@
             gripper (N_ARMS,) opening in m, obs (Do,) or None, scene_pose or None), command(target (N_ARMS, 4)),
             success(), stop() (hold where the arms are, then release); joint_lower/joint_upper (N_ARMS, n_joints),
             max_policy_steps per episode (None: one long episode). A lost connection raises.
-  cameras   SimCamera (the sim's cameras, rendered from a mirror of the scene in a process of their own),
-            ThreadCamera (any grab() on a thread, e.g. opencv_grab).
   policy    PolicyWorker: predict_action in a process of its own; the loop posts an observation and picks the chunk
-            up when it is done, so inference never takes a tick.
+            up when it is done, so inference never takes a tick. InlinePolicy: the same interface in the loop's thread.
+  helpers   cpu_plan (which CPUs the loop and the processes run on), spawn_worker, percentiles, hold_target.
+
+    python robot_io.py      # a quick demo: the sim backend in its process, its state read and a hold commanded
 """
 import ctypes
 import multiprocessing as mp
 import os
-import threading
 import time
 
 import numpy as np
@@ -44,7 +45,8 @@ def cpu_plan(loop_cpu):
     return {loop}, (set(cpus) - {loop}) or None
 
 
-def _pin(cpus):
+def pin_cpus(cpus):
+    """Run this process on `cpus` (None: leave it where it is)."""
     if cpus:
         os.sched_setaffinity(0, cpus)
 
@@ -64,7 +66,7 @@ def hold_target(state):
     return np.concatenate([state["ee_pos"], g[:, None]], axis=1)
 
 
-def _spawn(ctx, what, target, *args, timeout_s=60.0):
+def spawn_worker(ctx, what, target, *args, timeout_s=60.0):
     """Start target(conn, *args) in a spawned process; wait for its first message (it is ready) -> (conn, process,
     message). RuntimeError when it dies or stays silent (its imports and scene take seconds)."""
     conn, child = ctx.Pipe()
@@ -92,87 +94,117 @@ def _ask(conn, proc, what, msg, timeout_s):
 
 
 # ----------------------------------------------------------------------------- sim backend
-def _sim_worker(conn, lock, state_buf, cmd_buf, video, cpus):
-    """SimBackend's process: the task stepped one physics substep (1 / physics_hz s) at a time as the monotonic
-    clock makes it due, the latest command turned into joint targets (IK) before each, the state published after."""
-    _pin(cpus)
-    wrapped = envs.make_env(TASK, render_mode="rgb_array" if video else None)
-    env = wrapped.unwrapped
-    hz, n_joints = env.cfg.physics_hz, len(envs.ARM_JOINTS)
-    max_catchup = round(hz / POLICY_HZ)    # a stall: never run more than one policy step (0.1 s) at once
-    env.reset(seed=0)
-    shapes = dict(stamp_s=(), success=(), joint_pos=(N_ARMS, n_joints), ee_pos=(N_ARMS, 3), gripper=(N_ARMS,),
-                  obs=(OBS_DIM,), scene_pose=env.scene_pose().shape)
+def _state_layout(env):
+    """Where each field of the sim's state lies in the shared buffer: {name: (offset, shape)}, and its length."""
+    shapes = dict(stamp_s=(), success=(), joint_pos=(N_ARMS, len(envs.ARM_JOINTS)), ee_pos=(N_ARMS, 3),
+                  gripper=(N_ARMS,), obs=(OBS_DIM,), scene_pose=env.scene_pose().shape)
     layout, at = {}, 0
     for name, shape in shapes.items():
         layout[name], at = (at, shape), at + int(np.prod(shape))
-    state, cmd = np.frombuffer(state_buf, np.float64), np.frombuffer(cmd_buf, np.float64)
-    assert at <= len(state), "SimBackend's state buffer is too small"
-    t0_s = paused_s = None              # the clock: substep n is due at t0_s + (n + 1) / hz; paused_s: since when
-    n, frozen, clock_offset_s, lag_s, step_s = 0, False, 0.0, 0.0, []
+    return layout, at
 
-    def publish():
-        if frozen:                      # an injected freeze: the state stops changing, stamp and all
+
+class _SimProcess:
+    """SimBackend's process: the task stepped one physics substep (1 / physics_hz s) at a time as the monotonic
+    clock makes it due, the latest command turned into joint targets (IK) before each, the state published after.
+    Between substeps it answers SimBackend's messages: reset, pause/resume, render, the injected faults, stop."""
+
+    def __init__(self, conn, lock, state_buf, cmd_buf, video):
+        self.conn, self.lock = conn, lock
+        self.wrapped = envs.make_env(TASK, render_mode="rgb_array" if video else None)
+        self.env = self.wrapped.unwrapped
+        self.hz = self.env.cfg.physics_hz
+        self.max_catchup = round(self.hz / POLICY_HZ)   # a stall: never run more than one policy step (0.1 s) at once
+        self.env.reset(seed=0)
+        self.layout, n_used = _state_layout(self.env)
+        self.state, self.cmd = np.frombuffer(state_buf, np.float64), np.frombuffer(cmd_buf, np.float64)
+        assert n_used <= len(self.state), "SimBackend's state buffer is too small"
+        self.slots = [(name, slice(i, i + int(np.prod(shape)))) for name, (i, shape) in self.layout.items()]
+        self.t0_s = self.paused_s = None    # the clock: substep n is due at t0_s + (n + 1) / hz; paused_s: since when
+        self.n, self.frozen, self.clock_offset_s, self.lag_s, self.step_s = 0, False, 0.0, 0.0, []
+
+    def publish(self):
+        """Write the state after substep n into the shared buffer, stamped with its simulated time."""
+        if self.frozen:                 # an injected freeze: the state stops changing, stamp and all
             return
-        arms = env.arm_state()
-        values = dict(stamp_s=t0_s + n / hz + clock_offset_s, success=float(env.score()[1]),
+        env, arms = self.env, self.env.arm_state()
+        values = dict(stamp_s=self.t0_s + self.n / self.hz + self.clock_offset_s, success=float(env.score()[1]),
                       joint_pos=[a["joint_pos"] for a in arms], ee_pos=[a["ee_pos"] for a in arms],
                       gripper=[a["gripper"] for a in arms], obs=env.get_obs(), scene_pose=env.scene_pose())
-        with lock:
-            for name, (i, shape) in layout.items():
-                state[i:i + int(np.prod(shape))] = np.ravel(values[name])
+        with self.lock:
+            for name, slot in self.slots:
+                self.state[slot] = np.ravel(values[name])
 
-    conn.send(("ready", layout, [a.lower for a in env.arms], [a.upper for a in env.arms],
-               wrapped.spec.max_episode_steps))
-    while True:
-        running = t0_s is not None and paused_s is None
-        if conn.poll(max(0.0, t0_s + (n + 1) / hz - time.monotonic()) if running else None):
-            kind, *args = conn.recv()
-            now_s = time.monotonic()
-            if kind == "reset":
-                env.reset(seed=args[0])
-                cmd[0] = 0.0                    # no command yet: the arms keep their reset targets
-                t0_s, paused_s, n, frozen, clock_offset_s = now_s, None, 0, False, 0.0
-            elif kind == "pause":
-                paused_s = now_s
-            elif kind == "resume":
-                t0_s, paused_s = t0_s + now_s - paused_s, None
-            elif kind == "render":              # simulated time stands still while it renders
-                frame = env.render()
-                t0_s += time.monotonic() - now_s
-            elif kind == "freeze":
-                frozen = True
-            elif kind == "clock-jump":
-                clock_offset_s += CLOCK_JUMP_S
-            elif kind == "stop":                # hold: joint targets for the EE where it is now, then release
-                arms = env.arm_state()
-                env.apply_action(hold_target(dict(ee_pos=np.array([a["ee_pos"] for a in arms]),
-                                                  gripper=np.array([a["gripper"] for a in arms]))).ravel())
-                conn.send("held")
-                conn.send(dict(physics_ms=percentiles(step_s), lag_s=round(lag_s, 4)))
-                env.close()
-                return
-            if kind in ("reset", "resume", "render", "clock-jump"):
-                publish()
-            if kind in ("reset", "pause", "resume", "render"):
-                conn.send(frame if kind == "render" else "ok")
-            continue
+    def handle(self, kind, args):
+        """Answer one message from SimBackend; False once it asked to stop (the arms then hold)."""
+        now_s, env = time.monotonic(), self.env
+        if kind == "reset":
+            env.reset(seed=args[0])
+            self.cmd[0] = 0.0                   # no command yet: the arms keep their reset targets
+            self.t0_s, self.paused_s, self.n, self.frozen, self.clock_offset_s = now_s, None, 0, False, 0.0
+        elif kind == "pause":
+            self.paused_s = now_s
+        elif kind == "resume":
+            self.t0_s, self.paused_s = self.t0_s + now_s - self.paused_s, None
+        elif kind == "render":                  # simulated time stands still while it renders
+            frame = env.render()
+            self.t0_s += time.monotonic() - now_s
+        elif kind == "freeze":
+            self.frozen = True
+        elif kind == "clock-jump":
+            self.clock_offset_s += CLOCK_JUMP_S
+        elif kind == "stop":                    # hold: joint targets for the EE where it is now, then release
+            arms = env.arm_state()
+            env.apply_action(hold_target(dict(ee_pos=np.array([a["ee_pos"] for a in arms]),
+                                              gripper=np.array([a["gripper"] for a in arms]))).ravel())
+            self.conn.send("held")
+            self.conn.send(dict(physics_ms=percentiles(self.step_s), lag_s=round(self.lag_s, 4)))
+            env.close()
+            return False
+        if kind in ("reset", "resume", "render", "clock-jump"):
+            self.publish()
+        if kind in ("reset", "pause", "resume", "render"):
+            self.conn.send(frame if kind == "render" else "ok")
+        return True
+
+    def step(self):
+        """Run the substeps that have fallen due (at most max_catchup), with the latest command; publish the state."""
         t_s = time.monotonic()
-        due = int((t_s - t0_s) * hz) - n
+        due = int((t_s - self.t0_s) * self.hz) - self.n
         if due <= 0:
-            continue
-        if due > max_catchup:                   # stalled: drop time rather than burst (it shows up as lag_s)
-            t0_s += (due - max_catchup) / hz
-            lag_s += (due - max_catchup) / hz
-            due = max_catchup
-        with lock:
-            target = cmd[1:].copy() if cmd[0] else None
+            return
+        if due > self.max_catchup:              # stalled: drop time rather than burst (it shows up as lag_s)
+            self.t0_s += (due - self.max_catchup) / self.hz
+            self.lag_s += (due - self.max_catchup) / self.hz
+            due = self.max_catchup
+        with self.lock:
+            target = self.cmd[1:].copy() if self.cmd[0] else None
         if target is not None:
-            env.apply_action(target)
-        env.step_physics(due)
-        n += due
-        publish()
-        step_s.append(time.monotonic() - t_s)
+            self.env.apply_action(target)
+        self.env.step_physics(due)
+        self.n += due
+        self.publish()
+        self.step_s.append(time.monotonic() - t_s)
+
+    def run(self):
+        """Say it is ready (with the state's layout and the arms' joint limits), then step and answer until stop."""
+        env = self.env
+        self.conn.send(("ready", self.layout, [a.lower for a in env.arms], [a.upper for a in env.arms],
+                        self.wrapped.spec.max_episode_steps))
+        while True:
+            running = self.t0_s is not None and self.paused_s is None
+            if self.conn.poll(max(0.0, self.t0_s + (self.n + 1) / self.hz - time.monotonic()) if running else None):
+                kind, *args = self.conn.recv()
+                if not self.handle(kind, args):
+                    return
+            else:
+                self.step()
+
+
+def _sim_worker(conn, lock, state_buf, cmd_buf, video, cpus):
+    """SimBackend's process (spawned): pinned to `cpus`, it runs _SimProcess until SimBackend stops it."""
+    pin_cpus(cpus)
+    _SimProcess(conn, lock, state_buf, cmd_buf, video).run()
 
 
 class SimBackend:
@@ -186,11 +218,14 @@ class SimBackend:
         ctx = mp.get_context("spawn")
         self._lock, self._state = ctx.Lock(), ctx.RawArray(ctypes.c_double, 256)
         self._cmd = ctx.RawArray(ctypes.c_double, 1 + ACTION_DIM)   # [command count, target]
-        self._conn, self._proc, ready = _spawn(ctx, "sim", _sim_worker, self._lock, self._state, self._cmd, cfg.video,
-                                                 cpus)
+        self._conn, self._proc, ready = spawn_worker(ctx, "sim", _sim_worker, self._lock, self._state, self._cmd,
+                                                     cfg.video, cpus)
         _, layout, lower, upper, self.max_policy_steps = ready   # 60 policy steps = 6 s
         self._views = {name: (i, i + int(np.prod(shape)), shape) for name, (i, shape) in layout.items()}
         self._np_state, self._np_cmd = np.frombuffer(self._state, np.float64), np.frombuffer(self._cmd, np.float64)
+        # views made once, not at every tick: the part of the state buffer in use, the command's target
+        self._np_used = self._np_state[:max(j for _, j, _ in self._views.values())]
+        self._np_target, self._success_i = self._np_cmd[1:], self._views["success"][0]
         self.joint_lower, self.joint_upper = np.array(lower), np.array(upper)
         self.injected, self.sim_stats = None, None
 
@@ -205,7 +240,7 @@ class SimBackend:
             raise (ConnectionError("lost the connection to the robot") if self.injected == "disconnect"
                    else TimeoutError("no state from the robot in time"))
         with self._lock:
-            flat = self._np_state.copy()
+            flat = self._np_used.copy()
         state = {name: flat[i:j].reshape(shape) for name, (i, j, shape) in self._views.items()}
         state["stamp_s"], state["obs"] = float(state["stamp_s"]), state["obs"].astype(np.float32)
         return state
@@ -215,12 +250,11 @@ class SimBackend:
             raise (ConnectionError("lost the connection to the robot") if self.injected == "disconnect"
                    else RuntimeError("the controller refused the command"))
         with self._lock:
-            self._np_cmd[1:] = np.ravel(target)
+            self._np_target[:] = np.ravel(target)
             self._np_cmd[0] += 1.0              # applied before the next physics substep
 
     def success(self):
-        i, _, _ = self._views["success"]
-        return bool(self._np_state[i] > 0.5)
+        return bool(self._np_state[self._success_i] > 0.5)
 
     def render(self):
         """A frame (H, W, 3) uint8 of the video camera (cfg.video), off the clock: simulated time stands still."""
@@ -259,7 +293,7 @@ class SimBackend:
 # ----------------------------------------------------------------------------- policy worker
 def _policy_worker(conn, policy, device, threads, seed, cpus):
     import torch
-    _pin(cpus)
+    pin_cpus(cpus)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if hasattr(policy, "to"):
@@ -290,8 +324,8 @@ class PolicyWorker:
         self.n_obs_steps, self.n_action_steps = policy.n_obs_steps, policy.n_action_steps
         self.timeout_s, self.sent_s, self.alive_check_s = timeout_s, None, 0.0
         ctx = mp.get_context("spawn")
-        self._conn, self._proc, _ = _spawn(ctx, "policy worker", _policy_worker, policy, device, threads, seed, cpus,
-                                           timeout_s=120.0)
+        self._conn, self._proc, _ = spawn_worker(ctx, "policy worker", _policy_worker, policy, device, threads, seed,
+                                                 cpus, timeout_s=120.0)
         for _ in range(20):  # warm up: the first calls allocate
             self.submit(warmup_obs, 0.0, 0)
             while self.poll() is None:
@@ -339,7 +373,7 @@ class PolicyWorker:
 
 class InlinePolicy:
     """PolicyWorker's interface in the loop's own thread: submit() runs predict_action at once, after the tick's
-    command (robot.py --inference inline: the way before the worker; a stub policy in a test, a debugger)."""
+    command (robot.py --inference inline: for a debugger, or a stub policy in a test)."""
 
     def __init__(self, policy, warmup_obs):
         self.policy, self.result = policy, None
@@ -432,194 +466,13 @@ class URBackend:
             c.stopScript()
 
 
-# ----------------------------------------------------------------------------- cameras
-# Interface: reset(seed) (a new episode; returns once a frame of it is out), request(state) (a policy step began at
-# this robot state: a camera that renders on request renders its scene_pose), frame() -> (stamp_s, images (V, 3, H, W)
-# uint8) or None, stats(), close(). A frame's stamp is the monotonic time of what it shows, as the state's stamp is.
-
-def _render_worker(conn, frame, stamp, cpus):
-    """SimCamera's process: a mirror of the task's scene, teleported to each posted pose and rendered."""
-    _pin(cpus)
-    env = envs.make_env(TASK, obs_mode="pixels").unwrapped
-    out, times = np.frombuffer(frame.get_obj(), np.uint8), []
-    conn.send("ready")
-    while True:
-        msgs = [conn.recv()]
-        while conn.poll():  # render only the newest pose; every reset in order
-            msgs.append(conn.recv())
-        pose = None
-        for kind, *args in msgs:
-            if kind == "stop":
-                conn.send(times)
-                return
-            if kind == "reset":
-                env.reset(seed=args[0])
-            pose = args if kind == "pose" else pose
-        if pose is not None:
-            t_s = time.monotonic()
-            env.set_scene_pose(pose[1])
-            images = env.camera_images()
-            times.append(time.monotonic() - t_s)
-            with frame.get_lock():
-                out[:] = images.ravel()
-                stamp[0] = pose[0]
-
-
-class SimCamera:
-    """The sim task's fixed cameras (envs: CAMERAS, SimConfig.camera_hw), rendered in a process of their own, so a
-    frame (PyBullet's tiny renderer: tens of ms) never takes a tick: at each policy step the loop posts the scene's
-    pose (arm joints, object poses: ~0.1 ms), the process teleports a mirror of the scene there, renders it and
-    publishes the frame, stamped with the pose's time, in shared memory."""
-
-    def __init__(self, backend, cpus=None):
-        ctx = mp.get_context("spawn")
-        self.backend, self.shape = backend, (len(envs.BimanualEnv.CAMERAS), 3, *envs.SimConfig().camera_hw)
-        self._frame = ctx.Array(ctypes.c_uint8, int(np.prod(self.shape)))   # with a lock: no torn frames
-        self._stamp = ctx.RawArray(ctypes.c_double, 1)                      # written under the frame's lock
-        self._conn, self._proc, _ = _spawn(ctx, "sim camera", _render_worker, self._frame, self._stamp, cpus)
-        self.render_s = None
-
-    def reset(self, seed, timeout_s=5.0):  # the wait is off the sim's clock: nothing moves until it ends
-        self.backend.pause()
-        state = self.backend.read_state()
-        try:
-            self._conn.send(("reset", seed))
-            self._conn.send(("pose", state["stamp_s"], state["scene_pose"]))
-        except OSError as e:  # the process is gone
-            raise RuntimeError(f"the sim camera process is gone ({e})") from None
-        t_end_s = time.monotonic() + timeout_s
-        while self._stamp[0] != state["stamp_s"]:
-            if time.monotonic() > t_end_s or not self._proc.is_alive():
-                raise RuntimeError(f"the sim camera process gave no frame in {timeout_s:g} s")
-            time.sleep(0.001)
-        self.backend.resume()
-
-    def request(self, state):
-        try:
-            self._conn.send(("pose", state["stamp_s"], state["scene_pose"]))
-        except OSError:  # the process is gone: no frame comes, and the loop stops on the stale one
-            pass
-
-    def frame(self):
-        with self._frame.get_lock():
-            if not self._stamp[0]:
-                return None
-            return self._stamp[0], np.frombuffer(self._frame.get_obj(), np.uint8).reshape(self.shape).copy()
-
-    def stats(self):
-        return dict(source="sim (rendered in its own process at the policy rate)", shape=list(self.shape),
-                    frames=None if self.render_s is None else len(self.render_s),
-                    render_ms=percentiles(self.render_s or []))
-
-    def close(self):
-        if self._proc.is_alive():
-            self._conn.send(("stop",))
-            if self._conn.poll(5.0):
-                self.render_s = self._conn.recv()
-        self._proc.terminate()
-
-
-class ThreadCamera:
-    """Frames from grab() -> (V, 3, H, W) uint8, called over and over on a thread of its own (a camera's read
-    blocks until its next frame, without the GIL); each frame stamped when grab returned. An exception in grab
-    ends the frames (the loop then stops on the stale frame) and is reported in stats()."""
-
-    def __init__(self, grab, name="callable"):
-        self.grab, self.name, self._frame, self.grab_s, self.error = grab, name, None, [], None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        try:
-            while not self._stop.is_set():
-                t_s = time.monotonic()
-                images = np.ascontiguousarray(self.grab(), dtype=np.uint8)
-                now_s = time.monotonic()
-                self.grab_s.append(now_s - t_s)
-                self._frame = (now_s, images)
-        except Exception as e:  # noqa: BLE001 -- any failure of a user's camera ends its frames
-            self.error = f"{type(e).__name__}: {e}"
-
-    def reset(self, seed, timeout_s=10.0):
-        t_end_s = time.monotonic() + timeout_s
-        while self._frame is None:
-            if time.monotonic() > t_end_s or self.error:
-                raise RuntimeError(f"camera {self.name} gave no frame in {timeout_s:g} s ({self.error or 'no error'})")
-            time.sleep(0.001)
-
-    def request(self, state):
-        pass  # free-running: the loop waits for the first frame newer than the step's state
-
-    def frame(self):
-        return self._frame
-
-    def stats(self):
-        return dict(source=self.name, shape=None if self._frame is None else list(self._frame[1].shape),
-                    frames=len(self.grab_s), grab_ms=percentiles(self.grab_s), error=self.error)
-
-    def close(self):
-        self._stop.set()
-        getattr(self.grab, "close", lambda: None)()
-
-
-def opencv_grab(indices, hw):
-    """grab() for ThreadCamera from OpenCV devices (`pip install opencv-python`), one per view: each frame resized
-    to hw = (H, W) and made RGB (V, 3, H, W). UNTESTED ON HARDWARE in this repo; grab.close() releases them."""
-    import cv2  # imported only when a real camera is used
-    caps = [cv2.VideoCapture(i) for i in indices]
-    if closed := [i for i, c in zip(indices, caps) if not c.isOpened()]:
-        raise RuntimeError(f"cannot open OpenCV camera(s) {closed}")
-
-    def grab():
-        views = []
-        for i, cap in zip(indices, caps):
-            ok, bgr = cap.read()
-            if not ok:
-                raise RuntimeError(f"OpenCV camera {i} gave no frame")
-            rgb = cv2.cvtColor(cv2.resize(bgr, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-            views.append(rgb.transpose(2, 0, 1))
-        return np.stack(views)
-
-    grab.close = lambda: [cap.release() for cap in caps]
-    return grab
-
-
-# ----------------------------------------------------------------------------- demonstrators (robot.py --record)
-# A teleoperation source is a callable source(obs) -> (ACTION_DIM,) absolute EE targets (x, y, z, g per arm) for the
-# end of the current policy step (POLICY_HZ), obs the step's observation (the state (OBS_DIM,), or with a camera
-# {"image", "agent_pos"}); optional: reset(seed) at each episode's start, mode (the episode's mode, else -1).
-
-class ExpertSource:
-    """The sim task's scripted expert (envs.py), acting on the state, as in envs' own demos: on the sim it plays the
-    teleoperator."""
-    name = "expert"
-
-    def __init__(self, noise_m=0.004):
-        self.noise_m, self.expert = noise_m, None
-
-    def reset(self, seed):
-        self.expert = envs.make_expert(envs.BimanualEnv, np.random.default_rng([seed, 1]), self.noise_m)
-        self.mode = self.expert.mode
-
-    def __call__(self, obs):
-        return self.expert.act(obs)
-
-
-class ReplaySource:
-    """The actions of a demo file (envs' format, e.g. an earlier recording), one episode after another, open loop:
-    a teleoperation source that needs no hardware. After an episode's last action it holds that target."""
-
-    def __init__(self, path):
-        demo = envs.load_demos(path)
-        if demo["actions"].shape[1] != ACTION_DIM:
-            raise ValueError(f"{path} holds actions of dimension {demo['actions'].shape[1]}; these arms take {ACTION_DIM}")
-        self.name, self.episodes, self.i = f"replay {path}", np.split(demo["actions"], demo["episode_ends"][:-1]), -1
-
-    def reset(self, seed):
-        self.i, self.t, self.mode = self.i + 1, 0, -1
-
-    def __call__(self, obs):
-        episode = self.episodes[self.i % len(self.episodes)]
-        self.t += 1
-        return episode[min(self.t, len(episode)) - 1]
+if __name__ == "__main__":
+    from types import SimpleNamespace
+    sim = SimBackend(SimpleNamespace(video=0))      # the physics runs in its own process from here on
+    sim.reset(seed=0)
+    time.sleep(0.1)
+    state = sim.read_state()
+    print({k: np.shape(v) for k, v in state.items()}, f"state {(time.monotonic() - state['stamp_s']) * 1e3:.1f} ms old")
+    sim.command(hold_target(state))
+    sim.stop()
+    print("sim stats", sim.stats())

@@ -1,5 +1,6 @@
-"""Tests of robot.py and robot_io.py: the safety layer, the control loop (faults, interpolation, late
-chunks, cameras), sim runs with their stats, videos, injected faults, recording demos, and refused checkpoints.
+"""Tests of robot.py and the modules of its loop (robot_loop, robot_safety, robot_io, robot_camera, robot_record):
+the safety layer, the control loop (faults, interpolation, late chunks, cameras), sim runs with their stats, videos,
+injected faults, recording demos, and refused checkpoints.
 
     python -m pytest -q test_robot.py       # about a minute on 2 CPU cores
 """
@@ -15,7 +16,10 @@ import torch
 import dbp
 import envs
 import robot
+import robot_camera
 import robot_io
+import robot_loop
+import robot_safety
 import train
 from conftest import TINY, gif_frames, save_tiny_policy
 
@@ -33,7 +37,7 @@ def _robot_state(**kw):
 
 def _safety(**kw):
     cfg = robot.RobotConfig(**kw)
-    return robot.Safety(cfg, 1.0 / cfg.hz, np.full((2, 7), -2.0), np.full((2, 7), 2.0))
+    return robot_safety.Safety(cfg, 1.0 / cfg.hz, np.full((2, 7), -2.0), np.full((2, 7), 2.0))
 
 
 def _target(xyz0=(0.5, -0.15, 0.2), xyz1=(0.5, 0.15, 0.2), g=(0.0, 0.0)):
@@ -138,14 +142,14 @@ def test_loop_holds_and_stops_on_a_fault(spoil, message):
     arms = FakeArms(spoil)
     stats = robot.run(robot.RobotConfig(hz=200.0, duration_s=5.0), arms)
     assert message in stats["fault"] and arms.stopped and stats["ticks"] == 20
-    assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))  # last command: hold where the arms were
+    assert np.allclose(arms.commands[-1], robot_safety.Safety.hold(_robot_state()))  # last command: hold where the arms were
 
 
 def test_a_backend_exception_is_a_fault_that_holds_and_stops_both_arms():
     arms = FakeArms(_raise)
     stats = robot.run(robot.RobotConfig(hz=200.0, duration_s=5.0), arms)
     assert stats["fault"] == "RuntimeError: connection lost" and arms.stopped and stats["ticks"] == 20
-    assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))  # last command: hold where the arms were
+    assert np.allclose(arms.commands[-1], robot_safety.Safety.hold(_robot_state()))  # last command: hold where the arms were
     assert 0 <= stats["fault_to_hold_ms"] < 5 and stats["fault_to_stop_ms"] >= stats["fault_to_hold_ms"]
 
 
@@ -159,23 +163,23 @@ class StepPolicy:
     def predict_action(self, obs):
         self.obs_shapes.append(obs.shape)
         j0 = len(self.obs_shapes) - 1
-        chunk = np.tile(robot.Safety.hold(_robot_state()).ravel(), (1, self.horizon, 1))   # (1, Th, Da)
+        chunk = np.tile(robot_safety.Safety.hold(_robot_state()).ravel(), (1, self.horizon, 1))   # (1, Th, Da)
         chunk[0, 1:, 0] += 0.001 * (j0 * self.n_action_steps + 1 + np.arange(self.horizon - 1))  # executed slice [To-1, To-1+Ta)
         return chunk
 
 
 def _episode(worker, hz, seconds):
     cfg, arms = robot.RobotConfig(hz=hz), FakeArms(spoil=None, after=10 ** 9)
-    counts, lat = dict(ticks=0, missed=0, skipped=0, actions_skipped=0), {s: [] for s in robot.LATENCY_KEYS}
-    safety = robot.Safety(cfg, 1 / cfg.hz, arms.joint_lower, arms.joint_upper)
-    outcome, fault = robot.run_episode(cfg, arms, worker, safety, lat, counts, robot.time.monotonic() + seconds)
+    counts, lat = dict(ticks=0, missed=0, skipped=0, actions_skipped=0), {s: [] for s in robot_loop.LATENCY_KEYS}
+    safety = robot_safety.Safety(cfg, 1 / cfg.hz, arms.joint_lower, arms.joint_upper)
+    outcome, fault = robot_loop.run_episode(cfg, arms, worker, safety, lat, counts, robot.time.monotonic() + seconds)
     assert outcome == "unfinished" and fault is None and counts["skipped"] == 0
     return np.array([c[0, 0] for c in arms.commands[:-1]]), counts     # the last command is the final hold
 
 
 def test_loop_interpolates_between_policy_targets_and_infers_once_per_chunk():
     policy = StepPolicy()
-    worker = robot.InlinePolicy(policy, np.zeros((1, 2, 14), np.float32))
+    worker = robot_io.InlinePolicy(policy, np.zeros((1, 2, 14), np.float32))
     policy.obs_shapes.clear()                                          # the warm-up calls
     x, counts = _episode(worker, hz=20.0, seconds=0.49)                # 2 ticks per policy step
     assert np.allclose(x, 0.5 + 0.0005 * np.arange(len(x)))            # a straight ramp through the targets
@@ -242,12 +246,12 @@ def _grab_until(seconds, fail=None):
 @pytest.mark.parametrize("fail, message", [(None, "stale camera frame"), (OSError("USB unplugged"), "USB unplugged")])
 def test_a_stale_camera_frame_stops_the_loop(fail, message):
     arms, policy = FakeArms(spoil=None, after=10 ** 9), _robot_pixel_policy()
-    camera = robot.ThreadCamera(_grab_until(1.0, fail))
+    camera = robot_camera.ThreadCamera(_grab_until(1.0, fail))
     cfg = robot.RobotConfig(hz=100.0, duration_s=5.0, camera_timeout_s=0.1, inference="inline")
     stats = robot.run(cfg, arms, policy, camera)
     assert message in stats["fault"] and "stale camera frame" in stats["fault"] and arms.stopped
     assert stats["duration_s"] < 1.5 and stats["inference_calls"] >= 1         # it ran on frames, then stopped
-    assert np.allclose(arms.commands[-1], robot.Safety.hold(_robot_state()))   # last command: hold where the arms were
+    assert np.allclose(arms.commands[-1], robot_safety.Safety.hold(_robot_state()))   # last command: hold where the arms were
     assert stats["latency_ms"]["camera"]["n"] >= 5 and stats["camera"]["frames"] >= 20
 
 
@@ -255,7 +259,7 @@ def test_a_pixel_policy_waits_for_each_steps_frame_and_needs_a_camera():
     arms, policy = FakeArms(spoil=None, after=10 ** 9), _robot_pixel_policy()
     with pytest.raises(ValueError, match="pixel policy needs a camera"):
         robot.run(robot.RobotConfig(duration_s=0.5), arms, policy)
-    stats = robot.run(robot.RobotConfig(hz=100.0, duration_s=1.0), arms, policy, robot.ThreadCamera(_grab_until(10)))
+    stats = robot.run(robot.RobotConfig(hz=100.0, duration_s=1.0), arms, policy, robot_camera.ThreadCamera(_grab_until(10)))
     assert stats["fault"] is None and stats["inference_calls"] == 2            # policy steps 0 and 8, in the worker
     assert stats["inference"] == "process" and stats["actions_skipped"] == 0
     cam, e2e = stats["latency_ms"]["camera"], stats["latency_ms"]["end_to_end"]
