@@ -115,7 +115,7 @@ class ChunkBaseline(nn.Module):
         self.encoder = dbp.ImageEncoder(cfg.crop, cfg.encoder_channels, cfg.image_features) if image_shape else None
 
     @property
-    def obs_mode(self):  # what envs.evaluate builds its envs for
+    def obs_mode(self):  # what rollouts.evaluate builds its envs for
         return "state" if self.encoder is None else "pixels"
 
     def condition(self, obs):

@@ -6,7 +6,8 @@ generative policies. Every model (baselines.py) gets the same cached demos per s
 batches, optimizer, lr schedule, EMA and gradient steps; each is evaluated at several checkpoints, so
 the table gives success both at equal steps and at each method's best, with the evidence that it
 stopped improving. A cell (task, model, seed) is trained and evaluated in a worker process of its own
-and saved to OUT/cells/ when done: an interrupted run continues where it stopped.
+and saved to OUT/cells/ when done: an interrupted run continues where it stopped. The tables, verdicts
+and plots of the report are bench_report.py's.
 
     python bench.py                            # all tasks, models and 3 seeds; OUT/bench.json, bench.png, bench_steps.png
     python bench.py --suite metaworld          # 11 hard Meta-World tasks, 10 demos: runs/bench-metaworld, + bench_groups.png
@@ -31,8 +32,10 @@ import torch
 from tqdm import tqdm
 
 import baselines
+import bench_report
 import cli
 import dbp
+import demonstrations
 import envs
 import metaworld_tasks
 import train
@@ -169,7 +172,7 @@ def build(model, obs, actions, pcfg, cfg):
     chunk shape (pcfg: train.PretrainConfig), its normalizer fit on them."""
     if model == "dbp":
         return train.make_policy(obs, actions, pcfg)
-    state, image_shape = train.split_windows(obs)
+    state, image_shape = demonstrations.state_and_image_shape(obs)
     Do, Da = state.shape[-1], actions.shape[-1]
     if model.startswith("dp-"):
         policy = baselines.DiffusionPolicy(Do, Da, pcfg, model[3:], cfg.diffusion_steps, image_shape=image_shape)
@@ -214,17 +217,15 @@ def trainer(model, obs, actions, pcfg, cfg):
     device = cli.resolve_device(cfg.device)
     policy = build(model, obs, actions, pcfg, cfg)
     pos, pos_w = policy.positives(obs, actions) if model == "dbp" else (None, None)
-    policy, obs, actions = policy.to(device), train.to_device(obs, device), actions.to(device)
+    policy, obs, actions = policy.to(device), demonstrations.to_device(obs, device), actions.to(device)
     if model == "dbp":
         pos, pos_w = pos.to(device), pos_w.to(device)
-        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i], pos[i], pos_w[i])
+        loss_fn = lambda i: policy.compute_loss(demonstrations.take(obs, i), actions[i], pos[i], pos_w[i])
     else:
-        loss_fn = lambda i: policy.compute_loss(train.take(obs, i), actions[i])
-    ema = dbp.EMA(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay,
-                            fused=device.type in ("cpu", "cuda"))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, train.lr_lambda(pcfg))
-    return ema, lambda idx: train.optimizer_step(policy, loss_fn(idx.to(device))[0], opt, sched, ema, pcfg.grad_clip)
+        loss_fn = lambda i: policy.compute_loss(demonstrations.take(obs, i), actions[i])
+    t = train.Pretraining(policy, pcfg, device)                                       # EMA, AdamW, lr schedule
+    return t.ema, lambda idx: train.optimizer_step(policy, loss_fn(idx.to(device))[0], t.opt, t.sched, t.ema,
+                                                   pcfg.grad_clip)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -239,7 +240,7 @@ def chunk_modes(policy, demo, obs, actions, mode_names, seed):
     m0, m1 = first[modes == 0].mean(0), first[modes == 1].mean(0)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        x = torch.as_tensor(policy.predict_action(train.take(obs, starts))).cpu().flatten(1)  # (E, Th*Da) generated
+        x = torch.as_tensor(policy.predict_action(demonstrations.take(obs, starts))).cpu().flatten(1)  # (E, Th*Da) generated
     s = (x - m0) @ (m1 - m0) / (m1 - m0).pow(2).sum()
     return {mode_names[0]: (s < 1 / 3).float().mean().item(), mode_names[1]: (s > 2 / 3).float().mean().item(),
             "between": ((s >= 1 / 3) & (s <= 2 / 3)).float().mean().item()}
@@ -251,7 +252,7 @@ def run_cell(job):
     task, model, seed, cfg = job
     torch.set_num_threads(1)
     t_cell, pcfg = time.perf_counter(), recipe(task, seed, cfg)
-    demo, obs, actions = train.windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
+    demo, obs, actions = demonstrations.load_windows(pcfg, task)                                     # (N, To, Do), (N, Th, Da)
     names = envs.mode_names(task)
     torch.manual_seed(seed)                                                            # the same init stream per seed
     ema, train_step = trainer(model, obs, actions, pcfg, cfg)
@@ -316,7 +317,7 @@ def latencies(task, cfg, names):
     (no worker running): a network's cost does not depend on its weights, so each is timed on a fresh policy fitted
     to seed 0's windows."""
     pcfg = recipe(task, 0, cfg)
-    _, obs, actions = train.windows(pcfg, task)
+    _, obs, actions = demonstrations.load_windows(pcfg, task)
     out, step_ms = {}, {}
     for name, (model, use, _) in methods(cfg).items():
         if name not in names:
@@ -353,10 +354,10 @@ def load_cell(cfg, path):
 
 
 def write_json(path, data):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".tmp", path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+    dbp.atomic_write(path, write)
 
 
 def _worker_init():
@@ -366,7 +367,7 @@ def _worker_init():
 
 def _collect(job):
     task, seed, cfg = job
-    envs.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False, obs_mode=cfg.obs)
+    demonstrations.collect_demos(task, cfg.demos, seed=seed, cache_dir=cfg.demo_dir, progress=False, obs_mode=cfg.obs)
 
 
 def run_cells(cfg, todo, fn=run_cell):
@@ -390,7 +391,7 @@ def run_cells(cfg, todo, fn=run_cell):
         pool.shutdown(cancel_futures=True)
 
 
-# ----------------------------------------------------------------------------- summary
+# ----------------------------------------------------------------------------- summary and report
 def summarize(cfg, cells, task):
     """Per method of one task: success by checkpoint over seeds (mean, std, pooled 95 % interval), the
     best checkpoint, and whether it was still rising at the last one by more than its interval: the pooled 95 %
@@ -420,12 +421,6 @@ def summarize(cfg, cells, task):
     return out
 
 
-def pooled(rows):
-    """Rows of several tasks (mean, n_success, n_episodes) -> the mean of their means and the pooled 95 % interval."""
-    k, n = sum(r["n_success"] for r in rows), sum(r["n_episodes"] for r in rows)
-    return dict(mean=float(np.mean([r["mean"] for r in rows])), n_success=k, n_episodes=n, ci95=envs.wilson_interval(k, n))
-
-
 def group_summary(cfg, results):
     """Per Meta-World difficulty group and over all its tasks here ("all"): each method's mean over the tasks of its
     mean over seeds, with the pooled 95 % interval, at every checkpoint ("1000", ...) and at each task's best ("best").
@@ -439,23 +434,10 @@ def group_summary(cfg, results):
             rs = [results[t]["methods"][name] for t in tasks if name in results[t]["methods"]]
             if not tasks or len(rs) < len(tasks):
                 continue
-            cols = {str(step): pooled([r["by_step"][j] for r in rs]) for j, step in enumerate(cfg.steps)}
-            cols["best"] = pooled([next(b for b in r["by_step"] if b["step"] == r["best_step"]) for r in rs])
+            cols = {str(step): bench_report.pooled([r["by_step"][j] for r in rs]) for j, step in enumerate(cfg.steps)}
+            cols["best"] = bench_report.pooled([next(b for b in r["by_step"] if b["step"] == r["best_step"]) for r in rs])
             out.setdefault(group, {})[name] = dict(n_tasks=len(tasks), **cols)
     return out
-
-
-def group_table(groups, steps):
-    cols = [str(s) for s in steps] + ["best"]
-    rows = ["| group | method | " + " | ".join(f"at {c} steps" if c != "best" else "at each task's best" for c in cols)
-            + " | DBP against it, at each one's best |", "|" + "---|" * (3 + len(cols))]
-    for group, ms in groups.items():
-        for name, r in ms.items():
-            dbp_best = ms.get("dbp", {}).get("best")
-            verdict = "–" if name == "dbp" or dbp_best is None else compare(dbp_best, r["best"])
-            rows.append(f"| {group} ({r['n_tasks']}) | {label(name)} | " + " | ".join(
-                f"{r[c]['mean']:.2f} [{r[c]['ci95'][0]:.2f}, {r[c]['ci95'][1]:.2f}]" for c in cols) + f" | {verdict} |")
-    return "\n".join(rows)
 
 
 def expert_successes(cfg, tasks, episodes=50):
@@ -471,135 +453,6 @@ def expert_successes(cfg, tasks, episodes=50):
                            ci95=envs.wilson_interval(k, episodes))
         write_json(path, known)
     return {t: known[t] for t in tasks if t in known}
-
-
-def label(name):
-    return name.upper() if name in ("dbp", "mse") else name
-
-
-def table(tasks, steps):
-    rows = ["| task | method | NFE | " + " | ".join(f"success at {s} steps" for s in steps) + " | best [pooled 95% CI] | "
-            f"still rising | modes of successes at best | p50 ms, 1 thread | p50 ms, {DEFAULT_THREADS} threads | "
-            "train ms/step, 1 thread |",
-            "|" + "---|" * (9 + len(steps))]
-    for task, t in tasks.items():
-        for name, r in t["methods"].items():
-            best = next(b for b in r["by_step"] if b["step"] == r["best_step"])
-            modes = " / ".join(f"{k} {v}" for k, v in best["mode_counts"].items()) or "–"
-            rows.append(f"| {task} | {label(name)} | {r['nfe']} | "
-                        + " | ".join(f"{b['mean']:.2f} ± {b['std']:.2f}" for b in r["by_step"])
-                        + f" | {best['mean']:.2f} [{best['ci95'][0]:.2f}, {best['ci95'][1]:.2f}] at {r['best_step']} | "
-                        f"{'yes' if r['still_rising'] else 'no'} | {modes} | "
-                        f"{r.get('latency_p50_ms_1thread', float('nan')):.2f} | "
-                        f"{r.get('latency_p50_ms_default', float('nan')):.2f} | "
-                        f"{r.get('train_ms_per_step_1thread', float('nan')):.1f} |")
-    return "\n".join(rows)
-
-
-def compare(a, b):
-    """DBP's row a against another's b: 'DBP wins' or 'DBP loses' where their 95 % intervals do not overlap."""
-    return "DBP wins" if a["ci95"][0] > b["ci95"][1] else "DBP loses" if a["ci95"][1] < b["ci95"][0] else "tie"
-
-
-def verdicts(tasks):
-    """DBP against every other method of each task, at each one's best checkpoint and at the last (equal steps):
-    'DBP wins' or 'DBP loses' where the pooled 95 % intervals do not overlap, else 'tie'."""
-    pick = dict(best=lambda r: next(b for b in r["by_step"] if b["step"] == r["best_step"]), last=lambda r: r["by_step"][-1])
-    rows = []
-    for task, t in tasks.items():
-        if "dbp" not in t["methods"]:
-            continue
-        for name, r in t["methods"].items():
-            if name == "dbp":
-                continue
-            row = dict(task=task, method=name, latency_over_dbp=r.get("latency_over_dbp_1thread"))
-            for key, at in pick.items():
-                a, b = at(t["methods"]["dbp"]), at(r)
-                row[key] = dict(dbp=a["mean"], other=b["mean"], verdict=compare(a, b))
-            rows.append(row)
-    return rows
-
-
-def verdict_table(rows):
-    lines = ["| task | against | at each one's best: DBP / it | verdict | at the last checkpoint: DBP / it | verdict | "
-             "its latency / DBP's |", "|---|---|---|---|---|---|---|"]
-    for v in rows:
-        ratio = f"{v['latency_over_dbp']:.0f}x" if v["latency_over_dbp"] else "–"
-        lines.append(f"| {v['task']} | {label(v['method'])} | {v['best']['dbp']:.2f} / {v['best']['other']:.2f} | "
-                     f"{v['best']['verdict']} | {v['last']['dbp']:.2f} / {v['last']['other']:.2f} | {v['last']['verdict']} | "
-                     f"{ratio} |")
-    return "\n".join(lines)
-
-
-def plot(tasks, path_pareto, path_steps):
-    """bench.png: best success against latency (log axis), one marker per method, a panel per task;
-    bench_steps.png: success against gradient steps per method (mean over seeds, ± std shaded)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(dict.fromkeys(n for t in tasks.values() for n in t["methods"]))
-    style = {n: (f"C{i % 10}", "os^vDP*Xhd"[i % 10]) for i, n in enumerate(names)}
-    for path, steps_plot in ((path_pareto, False), (path_steps, True)):
-        cols = min(len(tasks), 4)
-        rows = -(-len(tasks) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows), squeeze=False)
-        for ax in axes.flat[len(tasks):]:
-            ax.axis("off")
-        for ax, (task, t) in zip(axes.flat, tasks.items()):
-            for name, r in t["methods"].items():
-                color, marker = style[name]
-                if steps_plot:
-                    x = [b["step"] for b in r["by_step"]]
-                    mean, std = np.array([b["mean"] for b in r["by_step"]]), np.array([b["std"] for b in r["by_step"]])
-                    ax.plot(x, mean, "-", marker=marker, color=color, ms=4, label=label(name))
-                    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, lw=0)
-                elif "latency_p50_ms_1thread" in r:
-                    best = next(b for b in r["by_step"] if b["step"] == r["best_step"])
-                    ax.errorbar(r["latency_p50_ms_1thread"], best["mean"], yerr=best["std"], fmt=marker, color=color,
-                                ms=7, capsize=3, label=label(name))
-            ax.set(title=task, xscale="log", ylim=(-0.02, 1.02), ylabel="success (mean over seeds)",
-                   xlabel="gradient steps" if steps_plot else "latency per action chunk, p50 ms at batch 1, 1 thread")
-            if steps_plot:                                                     # the checkpoints, as 2.5k, 5k, ...
-                ax.set_xticks(x, [f"{s / 1000:g}k" for s in x])
-                ax.minorticks_off()
-            ax.grid(alpha=0.3, which="both")
-        axes.flat[len(tasks) - 1].legend(fontsize=7, loc="lower right")
-        save_figure(fig, path)
-
-
-def plot_groups(groups, expert, path, seeds):
-    """bench_groups.png: per group, each method's mean success at each task's best (bars) with the pooled 95 %
-    interval, beside the scripted expert's."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(dict.fromkeys(n for ms in groups.values() for n in ms))
-    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(groups) * (len(names) + 1) / 3, 4))
-    width = 0.8 / (len(names) + 1)
-    for g, (group, ms) in enumerate(groups.items()):
-        tasks = [t for t in expert if group == "all" or t[len(metaworld_tasks.PREFIX):] in metaworld_tasks.GROUPS[group]]
-        bars = [("expert", pooled([dict(mean=expert[t]["success_rate"], **expert[t]) for t in tasks]) if tasks else None)]
-        for i, (name, r) in enumerate(bars + [(n, ms[n]["best"] if n in ms else None) for n in names]):
-            if r is not None:
-                x = g + (i - (len(names) + 1) / 2 + 0.5) * width
-                ax.bar(x, r["mean"], width, color="0.6" if name == "expert" else f"C{names.index(name) % 10}",
-                       label=label(name) if g == 0 else None)
-                ax.errorbar(x, r["mean"], [[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]], color="k", capsize=2)
-    ax.set_xticks(range(len(groups)), [f"{g} ({next(iter(ms.values()))['n_tasks']} tasks)" for g, ms in groups.items()])
-    ax.set(ylim=(0, 1.05), ylabel="success, mean over tasks (each at its best checkpoint)",
-           title=f"Meta-World, state, {seeds} seed{'s' if seeds > 1 else ''} (pooled 95 % intervals)")
-    ax.legend(fontsize=7, ncol=3, loc="lower left")
-    ax.grid(alpha=0.3, axis="y")
-    save_figure(fig, path)
-
-
-def save_figure(fig, path):
-    """Write a matplotlib figure to path atomically, then close it."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def machine():
@@ -638,14 +491,15 @@ def report(cfg, cells, tasks, info, t0):
         print("no cell finished yet: nothing to report")
         return None
     out = dict(config=dataclasses.asdict(cfg), machine=info, wall_seconds=round(time.perf_counter() - t0, 1),
-               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results, verdicts=verdicts(results))
+               cell_seconds=round(sum(c["wall_seconds"] for c in cells), 1), tasks=results,
+               verdicts=bench_report.verdicts(results))
     print(f"\n{'quick run (--quick): reduced, not the benchmark' if cfg.quick else 'benchmark'}; {cfg.seeds} seeds, "
           f"checkpoints {cfg.checkpoints}, {cfg.eval_episodes} episodes each; {info['cpu']} ({info['cpu_count']} cores); "
           f"this run {out['wall_seconds'] / 60:.1f} min, all cells {out['cell_seconds'] / 60:.1f} min of worker time\n")
-    print(table(results, cfg.steps))
+    print(bench_report.table(results, cfg.steps, DEFAULT_THREADS))
     if out["verdicts"]:
         print("\nDBP against each method (pooled 95 % intervals; latency at batch 1, p50, 1 thread):\n")
-        print(verdict_table(out["verdicts"]))
+        print(bench_report.verdict_table(out["verdicts"]))
     plots = ["bench.png", "bench_steps.png"]
     if expert := expert_successes(cfg, results):
         out.update(expert=expert, groups=group_summary(cfg, results))
@@ -653,12 +507,12 @@ def report(cfg, cells, tasks, info, t0):
             f"{t} {e['success_rate']:.2f}" + (" (under 0.9)" if e["success_rate"] < 0.9 else "") for t, e in expert.items()))
         if out["groups"]:
             print("\nMeta-World groups: mean over tasks of the mean over seeds [pooled 95 % interval]:\n")
-            print(group_table(out["groups"], cfg.steps))
-            plot_groups(out["groups"], expert, os.path.join(cfg.out, "bench_groups.png"), cfg.seeds)
+            print(bench_report.group_table(out["groups"], cfg.steps))
+            bench_report.plot_groups(out["groups"], expert, os.path.join(cfg.out, "bench_groups.png"), cfg.seeds)
             plots.append("bench_groups.png")
     for path in filter(None, (os.path.join(cfg.out, "bench.json"), cfg.json)):
         write_json(path, out)
-    plot(results, *(os.path.join(cfg.out, p) for p in plots[:2]))
+    bench_report.plot(results, *(os.path.join(cfg.out, p) for p in plots[:2]))
     print(f"\nwrote {cfg.out}/bench.json, {', '.join(plots)}" + (f" and {cfg.json}" if cfg.json else ""))
     return out
 

@@ -465,7 +465,7 @@ class DBPPolicy(nn.Module):
                     image_shape=self.image_shape and list(self.image_shape), **dataclasses.asdict(self.cfg))
 
     @property
-    def obs_mode(self):  # what envs.evaluate builds its envs for
+    def obs_mode(self):  # what rollouts.evaluate builds its envs for
         return self.cfg.obs
 
     def condition(self, obs):

@@ -1,4 +1,5 @@
-"""PyBullet tasks, scripted experts, demonstrations and evaluation for Drift-Based Policy.
+"""PyBullet tasks and their scripted experts for Drift-Based Policy, with the seeds, demo files and videos of their
+episodes.
 
 Franka Panda gymnasium tasks (TASKS, registered on import): push (a block into EITHER of two goal regions, 50/50 per
 expert episode; their mean, straight ahead, ends in a pocket: averaging the modes fails), lift (a block above 10 cm),
@@ -8,13 +9,14 @@ then PyBullet IK at 10 Hz; grasps are purely physical. Observations: low-dim flo
 info: "success", and "mode": the index in mode_names of the mode the episode has committed to (push: the side the
 block has left the start line towards, success or not), -1 before that or on a unimodal task.
 Seeds: demo episode i resets with demo_seed(seed, i), evaluation episode i with eval_seed(seed, i): never the same.
+Demo files: load_demos reads and checks them; demonstrations.py makes the expert's and cuts training windows;
+rollouts.py runs a chunk policy's episodes (ChunkEnv) and evaluates it.
+
+    python envs.py --episodes 5    # the scripted expert on each task: success and env steps per second
 """
 
 import argparse
 import math
-import os
-import signal
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -23,7 +25,6 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 import pybullet_data
-from tqdm import tqdm
 
 import metaworld_tasks
 
@@ -453,7 +454,7 @@ def make_expert(env, rng, noise_m=0.004):
     return {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}[cls](cls, rng, noise_m)
 
 
-# ----------------------------------------------------------------------------- demonstrations
+# ----------------------------------------------------------------------------- seeds, demo files, videos
 
 DEMO_VERSION = 2  # of the experts: a cached demo file of another version is regenerated (2: push's AHEAD, LATERAL)
 
@@ -469,7 +470,7 @@ def eval_seed(seed, i):
 
 
 def episode_seed(base, count):
-    """Reset seed of the count-th episode after one reset with seed `base` (ChunkEnv's autoresets)."""
+    """Reset seed of the count-th episode after one reset with seed `base` (rollouts.ChunkEnv's autoresets)."""
     return base if count == 0 else int(np.random.SeedSequence([base, count]).generate_state(1)[0])
 
 
@@ -488,53 +489,6 @@ def expert_episode(env, reset_seed):
             images.append(obs["image"])
         obs, _, terminated, truncated, info = env.step(actions[-1])
     return np.stack(states), np.stack(actions), info, np.stack(images) if images else None
-
-
-def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True, obs_mode="state"):
-    """Save n_episodes successful noisy-expert rollouts (<= 2 * n_episodes tries) to {cache_dir}/{short}_n{N}_s{seed}.npz:
-    obs (T, Do) (the state), actions (T, Da), episode_ends (E,) (exclusive cumulative, as in Diffusion Policy's replay
-    buffer) and modes (E,), version (); obs_mode "pixels" adds image (T, V, 3, H, W) uint8 and agent_pos (T, 4 * arms)
-    in {short}_n{N}_s{seed}_pixels{H}x{W}.npz (compressed). Returns the path. A cached file of this DEMO_VERSION is
-    reused; one of another version is regenerated; an unreadable one is moved to *.corrupt and regenerated."""
-    short, _ = resolve_task(task)
-    pixels = "_pixels{}x{}".format(*SimConfig().camera_hw) if obs_mode == "pixels" else ""
-    path = os.path.join(cache_dir, f"{short}_n{n_episodes}_s{seed}{pixels}.npz")
-    if os.path.exists(path):
-        try:
-            if int(load_demos(path).get("version", 1)) == DEMO_VERSION:
-                return path
-            print(f"note: {path} was made by an older expert; regenerating it")
-        except ValueError as e:
-            os.replace(path, path + ".corrupt")
-            print(f"warning: {e}; moved it to {path}.corrupt and regenerating")
-    env, eps = make_env(short, obs_mode=obs_mode), []  # successful episodes: (states, actions, mode, images)
-    with tqdm(total=n_episodes, desc=f"demos {short}", disable=not progress) as bar:
-        for i in range(2 * n_episodes):
-            if len(eps) == n_episodes:
-                break
-            states, actions, info, images = expert_episode(env, demo_seed(seed, i))
-            if info["success"]:  # keep only successes: the policy imitates what works
-                eps.append((states, actions, info["mode"], images))
-                bar.update(1)
-    env.close()
-    if len(eps) < n_episodes:
-        raise RuntimeError(f"expert for {short} too unreliable: {len(eps)}/{n_episodes} successes in {2 * n_episodes} tries")
-    obs, actions, modes, images = zip(*eps)
-    data = {"obs": np.concatenate(obs).astype(np.float32), "actions": np.concatenate(actions).astype(np.float32),
-            "episode_ends": np.cumsum([len(o) for o in obs]).astype(np.int64), "modes": np.array(modes, dtype=np.int64),
-            "version": np.array(DEMO_VERSION)}
-    if pixels:
-        data.update(image=np.concatenate(images), agent_pos=data["obs"][:, :4 * env.unwrapped.n_arms])
-    os.makedirs(cache_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)  # same dir: os.replace is atomic
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def load_demos(path):
@@ -560,116 +514,6 @@ def load_demos(path):
     return data
 
 
-def successful(demo):
-    """The successful episodes of a demo dict (all of them when it has no success labels, as envs' own files, which
-    hold successes only): per-step arrays and per-episode arrays (E,) cut alike."""
-    if "success" not in demo or demo["success"].all():
-        return demo
-    keep, ends = demo["success"].astype(bool), demo["episode_ends"]
-    if not keep.any():
-        raise ValueError("the demo file holds no successful episode")
-    per_step = np.zeros(ends[-1], bool)
-    for s, e, k in zip(np.concatenate([[0], ends[:-1]]), ends, keep):
-        per_step[s:e] = k
-    out = {k: (v[per_step] if v.ndim and len(v) == ends[-1] else v[keep] if v.ndim and len(v) == len(ends) else v)
-           for k, v in demo.items() if k != "episode_ends"}
-    out["episode_ends"] = np.cumsum(np.diff(np.concatenate([[0], ends]))[keep])
-    return out
-
-
-def make_windows(demo, n_obs_steps, horizon, obs_mode="state"):
-    """Every step of every episode -> obs window (N, To, Do) and action chunk (N, Th, Da). Windows start To-1
-    steps in the past; indices are clamped to the episode (edge padding). obs_mode "pixels" (a pixel demo file):
-    the obs window is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, P)}."""
-    starts, obs_idx, act_idx = np.concatenate([[0], demo["episode_ends"][:-1]]), [], []
-    for s, e in zip(starts, demo["episode_ends"]):
-        t = np.arange(s, e)[:, None]
-        obs_idx.append(np.clip(t + np.arange(1 - n_obs_steps, 1), s, e - 1))
-        act_idx.append(np.clip(t + np.arange(1 - n_obs_steps, horizon - n_obs_steps + 1), s, e - 1))
-    obs_idx, actions = np.concatenate(obs_idx), demo["actions"][np.concatenate(act_idx)]
-    if obs_mode == "pixels":
-        return {"image": demo["image"][obs_idx], "agent_pos": demo["agent_pos"][obs_idx]}, actions
-    return demo["obs"][obs_idx], actions
-
-
-# ----------------------------------------------------------------------------- chunks and evaluation
-
-class ChunkEnv(gym.Wrapper):
-    """Receding-horizon view of a task for evaluation and DBPO's rollouts: one step executes an action chunk
-    (Ta, Da) until the episode ends; reward = their sum; obs = the last To observations (To, Do), padded at reset.
-    Set .frames to a list to record a rendered frame per env step (needs render_mode="rgb_array").
-    Every episode is replayable: reset(seed=s) seeds the episode with s, the autoresets after it with
-    episode_seed(s, count); replay_state() and reset(seed=s, options={"replay": {s: state}}) bring an episode in
-    progress back, in a fresh process too, by replaying its actions (a resumed DBPO run continues its episodes)."""
-    frames = None
-    base_seed, count, actions = None, 0, ()
-
-    def __init__(self, env, n_obs_steps, n_action_steps):
-        super().__init__(env)
-        self.To, act = n_obs_steps, env.action_space
-        self.observation_space = stack_space(env.observation_space, n_obs_steps)
-        self.action_space = gym.spaces.Box(np.stack([act.low] * n_action_steps), np.stack([act.high] * n_action_steps))
-
-    def reset(self, *, seed=None, options=None):
-        replay = None
-        if seed is None:
-            self.count += 1
-        else:
-            replay = (options or {}).get("replay", {}).get(seed)
-            self.base_seed, self.count = seed, replay["count"] if replay else 0
-        seed = None if self.base_seed is None else episode_seed(self.base_seed, self.count)
-        obs, info = self.env.reset(seed=seed)
-        self.hist, self.ret, self.length, self.actions = [obs] * self.To, 0.0, 0, []
-        self._record()
-        if replay is not None and len(replay["actions"]):
-            return self.step(np.asarray(replay["actions"]))[0], {**info, "chunk_steps": 0}
-        return stack_obs(self.hist), {**info, "chunk_steps": 0}
-
-    def replay_state(self):
-        """What reset(options={"replay": ...}) needs to bring the current episode back: its count since the
-        base seed and the env actions taken so far."""
-        actions = np.array(self.actions, np.float32).reshape(-1, self.env.action_space.shape[0])
-        return {"count": self.count, "actions": actions}
-
-    def _record(self):
-        if self.frames is not None:
-            self.frames.append(self.env.render())
-
-    def step(self, chunk):
-        total, n = 0.0, 0
-        for action in chunk:
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            self.hist, total, n = self.hist + [obs], total + reward, n + 1
-            self.actions.append(action)
-            self._record()
-            if terminated or truncated:
-                break
-        self.hist, self.ret, self.length = self.hist[-self.To:], self.ret + total, self.length + n
-        info = {**info, "chunk_steps": n, "episode_return": self.ret, "episode_length": self.length}
-        return stack_obs(self.hist), total, terminated, truncated, info
-
-
-def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None, obs_mode="state"):
-    """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it."""
-    if worker:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return ChunkEnv(make_env(task, render_mode, obs_mode=obs_mode), n_obs_steps, n_action_steps)
-
-
-def stack_space(space, n):
-    """The space of n stacked observations of `space`: a Box, or a Dict of Boxes stacked per key."""
-    if isinstance(space, gym.spaces.Dict):
-        return gym.spaces.Dict({k: stack_space(v, n) for k, v in space.spaces.items()})
-    return gym.spaces.Box(np.stack([space.low] * n), np.stack([space.high] * n), dtype=space.dtype)
-
-
-def stack_obs(observations):
-    """Observations (arrays, or dicts of arrays) -> one stacked along a new first axis (per key)."""
-    if isinstance(observations[0], dict):
-        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
-    return np.stack(observations)
-
-
 def video_name(task, reset_seed, outcome):
     """File name of an episode's video, e.g. push_seed3_success-left.gif."""
     return f"{resolve_task(task)[0]}_seed{reset_seed}_{outcome}.gif"
@@ -678,56 +522,10 @@ def video_name(task, reset_seed, outcome):
 def write_video(path, frames, fps):
     """Frames [(H, W, 3) uint8] -> animated GIF at fps (plays in any browser), written atomically."""
     from PIL import Image  # only here: no imaging cost unless a video is asked for
+    import dbp  # only here: importing envs loads no torch
     images = [Image.fromarray(f) for f in frames]
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    images[0].save(path + ".tmp", format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    os.replace(path + ".tmp", path)
-
-
-def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video_dir="videos", batch=1):
-    """Seeded receding-horizon rollouts of a chunk policy: an object with n_obs_steps To, n_action_steps Ta and
-    predict_action(obs (B, To, Do)) -> chunks (B, Th, Da), whose steps [To-1, To-1+Ta) run before the next query.
-    Episode i resets with eval_seed(seed, i). A sampling policy should use a seeded stream, for repeatability.
-    batch: episodes run in lockstep, one predict_action call for all that are still running (a multi-step
-    sampler pays its NFE once per decision instead of once per episode; batch 1 queries one at a time).
-    The first `video` episodes are rendered to GIFs in video_dir (video_name: reset seed and outcome)."""
-    To, Ta = policy.n_obs_steps, policy.n_action_steps
-    group = [make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None,
-                            obs_mode=getattr(policy, "obs_mode", "state"))
-             for _ in range(min(batch, n_episodes))]
-    names, finals = group[0].unwrapped.mode_names, [None] * n_episodes         # the last info of each episode
-    bar = tqdm(total=n_episodes, desc=f"eval {resolve_task(task)[0]}", disable=not progress)
-    for first in range(0, n_episodes, len(group)):
-        running, obs = {}, {}                                                    # episode -> its env, its obs
-        for env, i in zip(group, range(first, min(first + len(group), n_episodes))):
-            env.frames = [] if i < video else None
-            running[i], obs[i] = env, env.reset(seed=eval_seed(seed, i))[0]
-        while running:
-            chunks = np.asarray(policy.predict_action(stack_obs([obs[i] for i in running])))   # (B, Th, Da)
-            assert chunks.ndim == 3 and len(chunks) == len(running) and chunks.shape[1] >= To - 1 + Ta, \
-                f"predict_action must return ({len(running)}, >= {To - 1 + Ta}, Da) chunks, got {chunks.shape}"
-            for (i, env), chunk in zip(list(running.items()), chunks):
-                obs[i], _, terminated, truncated, info = env.step(chunk[To - 1:To - 1 + Ta])
-                if terminated or truncated:
-                    finals[i] = info
-                    del running[i]
-                    bar.update()
-                    if env.frames is not None:
-                        outcome = "failure" if not info["success"] else \
-                            f"success-{names[info['mode']]}" if names else "success"
-                        write_video(os.path.join(video_dir, video_name(task, eval_seed(seed, i), outcome)), env.frames,
-                                    env.metadata["render_fps"])
-    bar.close()
-    for env in group:
-        env.close()
-    n_success = sum(f["success"] for f in finals)
-    mode_counts = {name: sum(f["success"] and f["mode"] == m for f in finals) for m, name in enumerate(names)}
-    return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),
-            "n_episodes": n_episodes, "n_success": int(n_success),
-            "mean_return": float(np.mean([f["episode_return"] for f in finals])),
-            "mean_length": float(np.mean([f["episode_length"] for f in finals])),
-            "mode_fractions": {k: (v / n_success if n_success else 0.0) for k, v in mode_counts.items()},
-            "mode_counts": mode_counts}
+    dbp.atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                      duration=round(1000 / fps), loop=0))
 
 
 # ----------------------------------------------------------------------------- quick demo

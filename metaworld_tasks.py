@@ -5,7 +5,7 @@ environment of a task with a fresh random layout at every reset (seeded here: re
 layout), the 39-dim state as observation, 4-dim actions in [-1, 1] (end-effector displacement, gripper effort),
 at most EPISODE_STEPS steps, success = info["success"] at any step. An episode ends at its first success
 (terminate_on_success=True: the success "at any step" is known then), or at the time limit as a truncation.
-Demonstrations come from Meta-World's own scripted policies (make_expert; envs.collect_demos keeps successes).
+Demonstrations come from Meta-World's own scripted policies (make_expert; demonstrations.collect_demos keeps successes).
 GROUPS holds the hard and very hard tasks of the difficulty split that DP3 and MP1 use (after Seo et al. 2022).
 
     python metaworld_tasks.py --episodes 50     # the scripted expert's success on the 11 hard tasks

@@ -1,4 +1,4 @@
-"""Tests of bench.py: the verdicts, a --quick run's JSON, stopping and continuing from its cells, a dying
+"""Tests of bench.py: a --quick run's JSON and report, stopping and continuing from its cells, a dying
 worker, pixels, and the command line and recipe overrides.
 
     python -m pytest -q test_bench.py       # a few minutes on 2 CPU cores
@@ -12,7 +12,7 @@ import time
 import pytest
 
 import bench
-import envs
+import bench_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -20,20 +20,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # ----------------------------------------------------------------------------- bench.py
 QUICK_METHODS = {"dbp": 1, "dp-unet-ddpm20": 20, "dp-unet-ddim5": 5, "dp-mlp-ddpm20": 20, "dp-mlp-ddim5": 5, "flow-1": 1,
                  "flow-4": 4, "shortcut-1": 1, "mse": 1}  # bench.py --quick: method -> NFE
-
-
-def test_bench_verdicts_compare_pooled_intervals_at_the_best_and_the_last_checkpoint():
-    def method(rates, n=150):  # success at checkpoints 1 and 2, pooled over n episodes
-        by_step = [dict(step=s, mean=r, ci95=envs.wilson_interval(round(r * n), n)) for s, r in zip((1, 2), rates)]
-        return dict(by_step=by_step, best_step=max(by_step, key=lambda b: b["mean"])["step"], latency_over_dbp_1thread=2.0)
-    tasks = {"push": dict(methods={"dbp": method([0.90, 0.96]), "slow": method([0.50, 0.96]), "weak": method([0.40, 0.60]),
-                                   "strong": method([1.00, 0.99])})}
-    got = {v["method"]: (v["best"]["verdict"], v["last"]["verdict"]) for v in bench.verdicts(tasks)}
-    assert got == {"slow": ("tie", "tie"), "weak": ("DBP wins", "DBP wins"), "strong": ("tie", "tie")}
-    tasks["push"]["methods"]["dbp"] = method([0.70, 0.80])
-    got = {v["method"]: (v["best"]["verdict"], v["last"]["verdict"]) for v in bench.verdicts(tasks)}
-    assert got == {"slow": ("DBP loses", "DBP loses"), "weak": ("DBP wins", "DBP wins"), "strong": ("DBP loses", "DBP loses")}
-    assert "| push | weak | 0.80 / 0.60 | DBP wins |" in bench.verdict_table(bench.verdicts(tasks))
 
 
 @pytest.mark.slow
@@ -75,7 +61,7 @@ def test_bench_quick_json_has_every_field_and_a_stopped_run_continues_from_its_c
     for v in result["verdicts"]:
         for at in ("best", "last"):
             assert v[at]["verdict"] in ("DBP wins", "DBP loses", "tie") and 0 <= v[at]["other"] <= 1, v
-        assert f"| push | {bench.label(v['method'])} | {v['best']['dbp']:.2f} / {v['best']['other']:.2f} | " in run.stdout
+        assert f"| push | {bench_report.label(v['method'])} | {v['best']['dbp']:.2f} / {v['best']['other']:.2f} | " in run.stdout
     assert len(os.listdir(out / "cells")) == 6                                      # one per trained model
     # a rerun trains nothing: it reads the cells back
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)

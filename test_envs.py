@@ -1,5 +1,5 @@
-"""Tests of envs.py: the gymnasium API of every task (state and pixels), the scripted experts, seeding,
-the chunk env and its replay, demo files and their cache, and evaluation.
+"""Tests of envs.py: the gymnasium API of every task (state and pixels), the scripted experts, seeding and
+rewards.
 
     python -m pytest -q test_envs.py        # under a minute on 2 CPU cores
 """
@@ -10,6 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+import rollouts
 
 
 # ----------------------------------------------------------------------------- envs
@@ -57,7 +58,7 @@ def test_pixel_env_passes_gymnasium_checker_and_hides_the_object_state(task):
     for _ in range(3):
         obs, *_ = env.step(env.action_space.sample())
     assert not np.array_equal(before, obs["image"])                              # the arm moved: the image follows
-    chunked = envs.make_chunk_env(task, 2, 2, obs_mode="pixels")
+    chunked = rollouts.make_chunk_env(task, 2, 2, obs_mode="pixels")
     o, _ = chunked.reset(seed=1)
     assert chunked.observation_space.contains(o) and o["image"].shape == (2, len(u.CAMERAS), 3, H, W)
     o, *_ = chunked.step(np.stack([env.action_space.sample()] * 2))
@@ -125,30 +126,6 @@ def test_a_lost_object_costs_a_bounded_reward(task, worst):
     assert worst <= reward < -0.2, reward                                  # unbounded, it was below -4
 
 
-def test_chunk_env_brings_an_episode_in_progress_back_in_a_fresh_env():
-    rng = np.random.default_rng(0)
-    a, b = envs.make_chunk_env("push", 2, 2), envs.make_chunk_env("push", 2, 2)
-    chunks = rng.uniform(a.action_space.low, a.action_space.high, (70, 2, 4)).astype(np.float32)
-
-    def play(env, chunks):
-        out = []
-        for chunk in chunks:
-            obs, reward, terminated, truncated, _ = env.step(chunk)
-            out.append((obs, reward))
-            if terminated or truncated:
-                out.append((env.reset()[0], None))                        # autoreset: the next episode's seed
-        return out
-
-    a.reset(seed=7)
-    first = play(a, chunks[:40])                                          # one episode ended, the next is running
-    state = a.replay_state()
-    assert state["count"] == 1 and len(state["actions"]) == 20 and len(first) == 41
-    obs, _ = b.reset(seed=7, options={"replay": {7: state}})
-    assert np.array_equal(obs, first[-1][0])
-    for (x, rx), (y, ry) in zip(play(a, chunks[40:]), play(b, chunks[40:])):   # and on, past the next reset
-        assert np.array_equal(x, y) and rx == ry
-
-
 def test_push_info_names_the_side_once_the_block_leaves_the_start_line():
     env = envs.make_env("push")
     for i in range(4):
@@ -191,94 +168,3 @@ def test_push_experts_use_both_modes_and_averaging_them_fails():
 def test_unknown_task_is_a_clear_error():
     with pytest.raises(ValueError, match="known tasks"):
         envs.make_env("nope")
-
-
-# ----------------------------------------------------------------------------- demo files
-def test_pixel_demo_file_holds_images_and_windows_stack_them(tmp_path):
-    path = envs.collect_demos("lift", 2, seed=0, cache_dir=str(tmp_path), progress=False, obs_mode="pixels")
-    assert path.endswith("lift_n2_s0_pixels64x64.npz")
-    d = envs.load_demos(path)
-    T = len(d["obs"])
-    assert d["image"].shape == (T, 1, 3, 64, 64) and d["image"].dtype == np.uint8 and d["agent_pos"].shape == (T, 4)
-    state = envs.load_demos(envs.collect_demos("lift", 2, seed=0, cache_dir=str(tmp_path), progress=False))
-    assert np.array_equal(state["actions"], d["actions"]) and "image" not in state      # same expert, same episodes
-    obs, actions = envs.make_windows(d, 2, 8, obs_mode="pixels")
-    assert obs["image"].shape == (T, 2, 1, 3, 64, 64) and obs["agent_pos"].shape == (T, 2, 4) and actions.shape == (T, 8, 4)
-    assert np.array_equal(obs["image"][1, 1], d["image"][1]) and np.array_equal(obs["image"][0, 0], d["image"][0])
-    np.savez(tmp_path / "bad.npz", **{k: v for k, v in d.items() if k != "image"}, image=d["image"][:-1])
-    with pytest.raises(ValueError, match="image"):
-        envs.load_demos(str(tmp_path / "bad.npz"))
-
-
-def test_demo_file_round_trip_cache_and_validation(tmp_path):
-    path = envs.collect_demos("push", 4, seed=0, cache_dir=str(tmp_path), progress=False)
-    assert path.endswith("push_n4_s0.npz")
-    d = envs.load_demos(path)
-    assert d["obs"].shape[1] == 9 and d["actions"].shape[1] == 4
-    assert d["episode_ends"][-1] == len(d["obs"]) and d["modes"].shape == (4,)
-    mtime = os.path.getmtime(path)
-    assert envs.collect_demos("DBPPush-v0", 4, seed=0, cache_dir=str(tmp_path)) == path
-    assert os.path.getmtime(path) == mtime                                  # cached, not rewritten
-    np.savez(tmp_path / "bad.npz", obs=np.zeros((3, 9), np.float32))
-    with pytest.raises(ValueError, match="missing"):
-        envs.load_demos(str(tmp_path / "bad.npz"))
-
-
-def test_a_truncated_demo_cache_is_moved_aside_and_regenerated(tmp_path, capsys):
-    path = envs.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False)
-    good = envs.load_demos(path)
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[:len(data) // 2])                      # a crash mid-write, say
-    with pytest.raises(ValueError, match="unreadable"):
-        envs.load_demos(path)
-    assert envs.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False) == path
-    said = capsys.readouterr().out.splitlines()
-    assert len(said) == 1 and said[0].startswith("warning:") and "moved it to" in said[0], said
-    assert os.path.exists(path + ".corrupt") and all(np.array_equal(good[k], envs.load_demos(path)[k]) for k in good)
-
-
-def test_a_demo_cache_from_an_older_expert_is_regenerated(tmp_path, capsys):
-    path = envs.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False)
-    good = envs.load_demos(path)
-    assert int(good["version"]) == envs.DEMO_VERSION
-    np.savez(path, **{k: v for k, v in good.items() if k != "version"}, actions_old=good["actions"])  # version 1: none
-    assert envs.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False) == path
-    assert "older expert" in capsys.readouterr().out
-    new = envs.load_demos(path)
-    assert "actions_old" not in new and int(new["version"]) == envs.DEMO_VERSION
-    assert all(np.array_equal(good[k], new[k]) for k in good)
-
-
-def test_only_the_successful_episodes_of_a_demo_file_are_trained_on():
-    demo = dict(obs=np.arange(10.0)[:, None], actions=np.arange(10.0)[:, None], stamps_s=np.arange(10.0),
-                episode_ends=np.array([3, 7, 10]), modes=np.array([-1, -1, -1]), success=np.array([True, False, True]),
-                seeds=np.array([5, 6, 7]), version=np.array(2))
-    kept = envs.successful(demo)
-    assert kept["obs"][:, 0].tolist() == [0, 1, 2, 7, 8, 9] and kept["episode_ends"].tolist() == [3, 6]
-    assert kept["seeds"].tolist() == [5, 7] and kept["version"] == 2
-    demo["success"][:] = False
-    with pytest.raises(ValueError, match="no successful episode"):
-        envs.successful(demo)
-
-
-# ----------------------------------------------------------------------------- evaluate
-class HoldPolicy:
-    """Any object with predict_action, n_obs_steps and n_action_steps is a policy for envs.evaluate."""
-    n_obs_steps, n_action_steps = 2, 3
-
-    def __init__(self, delay_s=0.0):
-        self.obs_shapes, self.delay_s = [], delay_s
-
-    def predict_action(self, obs):
-        self.obs_shapes.append(obs.shape)
-        return np.tile([0.5, 0.0, 0.2, 0.0], (1, 8, 1)).astype(np.float32)     # (1, Th, Da)
-
-
-def test_evaluate_reports_interval_and_modes():
-    policy = HoldPolicy()
-    r = envs.evaluate("push", policy, n_episodes=2, seed=0)
-    assert set(policy.obs_shapes) == {(1, 2, 9)} and len(policy.obs_shapes) == 2 * 20  # 60 steps, Ta = 3
-    assert r["n_success"] == 0 and r["success_rate"] == 0 and r["mode_fractions"] == {"left": 0.0, "right": 0.0}
-    assert r["ci95"][0] == 0 and 0.5 < r["ci95"][1] < 0.9
-    lo, hi = envs.wilson_interval(19, 20)
-    assert 0.76 < lo < 0.77 and 0.99 < hi < 1.0

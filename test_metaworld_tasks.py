@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import bench
+import bench_report
+import demonstrations
 import envs
 import metaworld_tasks
 import train
@@ -48,9 +50,9 @@ def test_the_scripted_expert_succeeds_and_the_episode_ends_there_unless_asked_no
 
 
 def test_demos_windows_and_bad_names(tmp_path):
-    path = envs.collect_demos("mw-push", 2, cache_dir=str(tmp_path), progress=False)
+    path = demonstrations.collect_demos("mw-push", 2, cache_dir=str(tmp_path), progress=False)
     demo = envs.load_demos(path)
-    obs, actions = envs.make_windows(demo, 2, 8)
+    obs, actions = demonstrations.make_windows(demo, 2, 8)
     assert obs.shape == (len(demo["obs"]), 2, 39) and actions.shape == (len(demo["obs"]), 8, 4)
     assert list(demo["modes"]) == [-1, -1]
     with pytest.raises(ValueError, match="unknown Meta-World task 'mw-nope'"):
@@ -88,4 +90,4 @@ def test_group_summary_pools_the_tasks_of_each_group():
     hard = groups["hard"]
     assert hard["dbp"]["20"]["mean"] == pytest.approx(0.8) and hard["mse"]["best"]["mean"] == pytest.approx(0.7)
     assert hard["dbp"]["20"]["n_success"] == 240 and hard["dbp"]["20"]["n_episodes"] == 300
-    assert "| hard (2) | DBP | 0.60 [" in bench.group_table(groups, cfg.steps)
+    assert "| hard (2) | DBP | 0.60 [" in bench_report.group_table(groups, cfg.steps)

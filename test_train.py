@@ -1,5 +1,5 @@
 """Tests of train.py: both stages end to end (state and pixels, torchrun), a killed or interrupted run
-resuming, its log, its command line and --help, stage 2's checkpoint lookup, and --plot.
+resuming, its command line and --help, stage 2's checkpoint lookup, and --plot.
 
     python -m pytest -q test_train.py       # a few minutes on 2 CPU cores
 """
@@ -19,6 +19,7 @@ import torch
 
 import dbp
 import robot
+import run_dir
 import train
 from conftest import TINY, gif_frames, save_tiny_policy
 
@@ -142,14 +143,6 @@ def test_train_pretrain_runs_and_a_killed_run_resumes_to_the_same_weights(tmp_pa
     steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "c" / "log.csv")) if r["loss"]]
     assert steps == list(range(100, 2001, 100)), steps                  # each row once, none lost
     assert not (tmp_path / "c" / "videos").exists()                     # no --video, no rendering
-
-
-def test_resumed_log_drops_rows_past_the_checkpoint_and_a_cut_line(tmp_path):
-    (tmp_path / "log.csv").write_text("step,loss\n100,1\n200,2\n300,3\n40")   # killed mid-row
-    log_file, log = train.open_log(str(tmp_path), ["step", "loss"], resume_at=200)
-    log.writerow(dict(step=300, loss=9))
-    log_file.close()
-    assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss", "100,1", "200,2", "300,9"]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -307,7 +300,7 @@ def test_plot_overlays_runs_with_their_intervals_and_modes(tmp_path, monkeypatch
         f.write("step,loss,success_rate\n100,0.5,\n5000,0.4,0.6\n15000,0.3,0.9\n")
     train.main(["--plot", "a", "b", "pre"])
     assert open("curves.png", "rb").read(4) == b"\x89PNG"
-    assert train.read_evaluations("a")[:2] == ("env_steps", "eval/success_rate") and len(train.read_evaluations("a")[2]) == 3
-    assert train.read_evaluations("pre")[:2] == ("step", "success_rate") and len(train.read_evaluations("pre")[2]) == 2
+    assert run_dir.read_evaluations("a")[:2] == ("env_steps", "eval/success_rate") and len(run_dir.read_evaluations("a")[2]) == 3
+    assert run_dir.read_evaluations("pre")[:2] == ("step", "success_rate") and len(run_dir.read_evaluations("pre")[2]) == 2
     with pytest.raises(SystemExit, match="error: nothing/log.csv does not exist"):
         train.main(["--plot", "nothing"])

@@ -11,20 +11,18 @@
 
 Each stage's settings are one dataclass below, built from dbp.DBPConfig / dbpo.DBPOConfig and the
 shared run fields; the CLI is generated from their fields, so each default lives in one place.
-A run directory holds ckpt.pt (self-describing: the deployable policy weights, EMA in stage 1,
-plus the training state for --resume; saved every eval_every and every save_every_s),
+A run directory (run_dir.py) holds ckpt.pt (self-describing: the deployable policy weights, EMA in
+stage 1, plus the training state for --resume; saved every eval_every and every save_every_s),
 log.csv and eval.json; stage 2 also draws curve.png at every evaluation. Stage 2 checkpoints load
 like stage 1's (DBPPolicy.from_checkpoint, robot.py): the std head and critic live only in the
-training state.
+training state. The demonstrations and their windows come from demonstrations.py, the rollouts
+and evaluations from rollouts.py.
 """
 import argparse
-import csv
 import dataclasses
 import functools
-import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -34,13 +32,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 import cli
 import dbp
 import dbpo
+import demonstrations
 import envs
 import metaworld_tasks
+import rollouts
+import run_dir
 from dbp import option
 
 
@@ -123,120 +123,13 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, cli.DeviceConfig):
             raise dbp.ConfigError("n_decisions", self.n_decisions, "n_envs x n_decisions must be >= 2")
 
 
-# ----------------------------------------------------------------------------- run plumbing
+# ----------------------------------------------------------------------------- evaluation
 def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out="", batch=1):
-    """envs.evaluate with the policy's noise z drawn from a seeded stream of its own: repeatable,
+    """rollouts.evaluate with the policy's noise z drawn from a seeded stream of its own: repeatable,
     and the training RNG is left where it was. The first `video` episodes go to out/videos/."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return envs.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"), batch)
-
-
-def open_log(out, keys, resume_at):
-    """log.csv of a run -> (file, csv.DictWriter). A new run starts the file with its header; a
-    resumed one (resume_at = the checkpoint's step) first drops the rows written after that
-    checkpoint, and a line cut off by a crash, so no row appears twice."""
-    path = os.path.join(out, "log.csv")
-    rows = []
-    if resume_at is not None and os.path.exists(path):
-        with open(path, newline="") as f:
-            lines = f.read().splitlines(keepends=True)
-        complete = [line for line in lines[1:] if line.endswith("\n")]
-        rows = [r for r in csv.DictReader(lines[:1] + complete) if None not in r.values() and int(r[keys[0]]) <= resume_at]
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        log = csv.DictWriter(f, keys)
-        log.writeheader()
-        log.writerows(rows)
-    os.replace(tmp, path)
-    log_file = open(path, "a", newline="")
-    return log_file, csv.DictWriter(log_file, keys)
-
-
-class Run:
-    """What both stages share around their loop: the run directory, log.csv, the progress bar,
-    checkpoints (every eval_every and every save_every_s; atomic writes), Ctrl-C (finish the
-    current step, save, exit with the command that resumes) and the final eval.json.
-    done: steps (or iterations) already done; seconds: wall time already spent (resumed runs)."""
-
-    def __init__(self, cfg, stage, keys, done, total, seconds, save, main=True):
-        self.cfg, self.stage, self.main = cfg, stage, main  # main: the process that writes (rank 0 under torchrun)
-        self.save = save if main else lambda: None
-        if main:
-            os.makedirs(cfg.out, exist_ok=True)
-            self.log_file, self.log = open_log(cfg.out, keys, done if cfg.resume else None)
-        self.bar = tqdm(total=total, initial=done, desc=stage, unit="step" if stage == "pretrain" else "iter",
-                        dynamic_ncols=True, disable=not main)
-        self.t0, self.last_save = time.time() - seconds, time.time()
-        self.signalled = False    # set by Ctrl-C (torchrun: SIGTERM), at any moment
-        self.interrupted = False  # set by stopping() alone, between steps: the loop finishes its step and stops
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: setattr(self, "signalled", True))
-
-    @property
-    def seconds(self):
-        """Wall time of the run so far, earlier sessions of a resumed run included."""
-        return time.time() - self.t0
-
-    def write(self, row):
-        """Log a row; in stage 2 a row with an evaluation also redraws OUT/curve.png."""
-        if not self.main:
-            return
-        self.log.writerow(row)
-        self.log_file.flush()
-        if self.stage == "dbpo" and "eval/success_rate" in row:
-            plot_curves([self.cfg.out], os.path.join(self.cfg.out, "curve.png"))
-
-    def stopping(self, group=None, device=None):
-        """Whether the loop stops after this step: a signal came; under torchrun, to any process (all stop at the
-        same step). The handler sets only `signalled`, so a signal during the all-reduce is not lost."""
-        self.interrupted = self.signalled
-        if group is not None:
-            flag = torch.tensor([float(self.interrupted)], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            self.interrupted = bool(flag.item())
-        return self.interrupted
-
-    def step(self, done, row=None, advance=True):
-        """After step (or iteration) `done`: log its row, advance the bar, checkpoint when due."""
-        if row:
-            self.write(row)
-        if not advance:
-            return
-        self.bar.update()
-        if done % self.cfg.eval_every == 0 or time.time() - self.last_save > self.cfg.save_every_s:
-            self.save()
-            self.last_save = time.time()
-
-    def end_loop(self):
-        """After the loop: save; after Ctrl-C, exit with the command that continues the run."""
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        self.bar.close()
-        self.save()
-        if self.interrupted:
-            if not self.main:
-                sys.exit(1)                                  # rank 0 says it
-            self.log_file.close()
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            launcher = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
-            sys.exit(f"interrupted; checkpoint saved; continue with: {launcher} train.py --stage {self.stage} "
-                     f"--out {self.cfg.out} --resume")
-
-    def finish(self, result, row, start=""):
-        """Log the final row, write eval.json, print the result line (after `start`, if given)."""
-        if not self.main:
-            return result
-        self.write(row)
-        self.log_file.close()
-        path = os.path.join(self.cfg.out, "eval.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(path + ".tmp", path)
-        lo, hi = result["ci95"]
-        print(f"success {start}{result['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] over {result['n_episodes']} episodes; "
-              f"modes {result['mode_fractions']}; trained {result['train_seconds']:.0f} s; wrote {self.cfg.out}/eval.json")
-        return result
+        return rollouts.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"), batch)
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -258,50 +151,12 @@ def optimizer_step(policy, loss, opt, sched, ema, grad_clip):
     ema.update(policy)
 
 
-def windows(cfg, task):
-    """The demonstrations of a task as training windows: (demo, obs (N, To, Do), actions (N, Th, Da)); with
-    cfg.obs "pixels", obs is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, Do)}."""
-    if getattr(cfg, "demos_file", ""):
-        try:
-            demo = envs.successful(envs.load_demos(cfg.demos_file))
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: --demos-file: {e}")
-        env = envs.make_env(task).unwrapped
-        dims, want = (demo["obs"].shape[1], demo["actions"].shape[1]), (env.state_space.shape[0], env.action_space.shape[0])
-        env.close()
-        if dims != want or (cfg.obs == "pixels" and "image" not in demo):
-            sys.exit(f"error: --demos-file {cfg.demos_file} holds obs/action dims {dims}"
-                     + (" without images" if dims == want else "") + f"; task {task!r} with --obs {cfg.obs} needs {want}")
-    else:
-        demo = envs.load_demos(envs.collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir, obs_mode=cfg.obs))
-    obs, actions = envs.make_windows(demo, cfg.n_obs_steps, cfg.horizon, cfg.obs)
-    if cfg.k > len(actions):
-        sys.exit(f"error: --k {cfg.k}: must be <= the {len(actions)} demonstration windows")
-    obs = {k: torch.from_numpy(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.from_numpy(obs)
-    return demo, obs, torch.from_numpy(actions)
-
-
-def take(obs, i):
-    """Rows i of training windows, state (N, To, Do) or the pixel dict."""
-    return {k: v[i] for k, v in obs.items()} if isinstance(obs, dict) else obs[i]
-
-
-def split_windows(obs):
-    """Training windows (state, or the pixel dict) -> (what the normalizer fits: state or agent_pos, image_shape or None)."""
-    return (obs["agent_pos"], tuple(obs["image"].shape[2:])) if isinstance(obs, dict) else (obs, None)
-
-
 def make_policy(obs, actions, cfg):
     """A DBPPolicy sized for training windows (state, or the pixel dict), its normalizer fit on them."""
-    state, image_shape = split_windows(obs)
+    state, image_shape = demonstrations.state_and_image_shape(obs)
     policy = dbp.DBPPolicy(state.shape[-1], actions.shape[-1], cfg, image_shape)
     policy.normalizer.fit(state, actions)
     return policy
-
-
-def to_device(obs, device):
-    """Training windows (state, or the pixel dict) on a device."""
-    return {k: v.to(device) for k, v in obs.items()} if isinstance(obs, dict) else obs.to(device)
 
 
 def distributed(device):
@@ -318,9 +173,9 @@ def distributed(device):
     return dist.get_rank(), world, dist.group.WORLD, device
 
 
-class LossOf(torch.nn.Module):
-    """A policy's compute_loss as forward(), so DistributedDataParallel averages the gradients of its
-    backward over the processes; the drift loss all-reduces its batch statistics over `group` itself."""
+class DDPLoss(torch.nn.Module):
+    """A policy's compute_loss as forward(), the module that DistributedDataParallel wraps so that it averages the
+    gradients of its backward over the processes; the drift loss all-reduces its batch statistics over `group` itself."""
 
     def __init__(self, policy, group):
         super().__init__()
@@ -329,90 +184,134 @@ class LossOf(torch.nn.Module):
     def forward(self, *args):
         return self.policy.compute_loss(*args, group=self.group)
 
+    @classmethod
+    def of(cls, policy, group, device):
+        """The loss of a policy: under torchrun (group given) wrapped in DistributedDataParallel, else called as is."""
+        loss = cls(policy, group)
+        if group is None:
+            return loss
+        return DistributedDataParallel(loss, device_ids=[device] if device.type == "cuda" else None,
+                                       forward_sync_buffers=False)  # the buffers (normalizer) never change
 
-def pretrain(cfg, ckpt):
-    torch.manual_seed(cfg.seed)
-    rank, world, group, device = distributed(cli.resolve_device(cfg.device))
-    if cfg.batch_size % world:
-        sys.exit(f"error: --batch-size {cfg.batch_size} must split evenly over the {world} processes")
-    share = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)   # of every global batch
+
+class Pretraining:
+    """Stage 1's training state, all of it in the checkpoint for --resume: the policy, the EMA of its weights (the
+    policy that is evaluated and deployed), AdamW and its lr schedule, the batch sampler's generator, the step and the
+    wall time of earlier sessions."""
+
+    def __init__(self, policy, cfg, device):
+        self.policy, self.device, self.ema = policy, device, dbp.EMA(policy)
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     fused=device.type in ("cpu", "cuda"))           # fused: 5x faster on CPU
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.seconds = 0, 0.0
+
+    def load(self, ckpt):
+        """Restore everything from the run's checkpoint, the RNG streams included."""
+        t = ckpt["train"]
+        self.policy.load_state_dict(t["model"])
+        self.ema.model.load_state_dict(ckpt["state_dict"])
+        self.ema.step, self.step, self.seconds = t["ema_step"], t["step"], t["train_seconds"]
+        self.opt.load_state_dict(t["optimizer"])
+        self.sched.load_state_dict(t["scheduler"])
+        torch.set_rng_state(t["rng"])
+        if self.device.type == "cuda" and "cuda_rng" in t:                     # z is drawn on the device
+            torch.cuda.set_rng_state(t["cuda_rng"], self.device)
+        self.sampler.set_state(t["sampler_rng"])
+
+    def state_dict(self, train_seconds):
+        """The checkpoint's "train" field; load() reads it back."""
+        cuda = self.device.type == "cuda"
+        return dict(step=self.step, model=self.policy.state_dict(), ema_step=self.ema.step,
+                    optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), rng=torch.get_rng_state(),
+                    sampler_rng=self.sampler.get_state(), train_seconds=train_seconds,
+                    **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if cuda else {}))
+
+
+def training_data(cfg, rank, group, device):
+    """The task's training windows and a DBPPolicy fit to them, both on the device -> (demo, policy, (obs (N, To, Do)
+    or the pixel dict, actions (N, Th, Da), positives (N, K, Th, Da), their weights (N, K))). Under torchrun rank 0
+    writes the demo file before the others read it."""
     if rank > 0:
-        dist.barrier()                                                     # rank 0 writes the demo file first
-    demo, obs, actions = windows(cfg, cfg.task)                            # (N, To, Do) or the pixel dict, (N, Th, Da)
+        dist.barrier()
+    demo, obs, actions = demonstrations.load_windows(cfg, cfg.task)    # (N, To, Do) or the pixel dict, (N, Th, Da)
     if rank == 0 and group is not None:
         dist.barrier()
     policy = make_policy(obs, actions, cfg)
     pos, pos_w = policy.positives(obs, actions)                            # (N, K, Th, Da), (N, K)
-    policy, obs, actions, pos, pos_w = (policy.to(device), to_device(obs, device), actions.to(device), pos.to(device),
-                                        pos_w.to(device))                  # the windows live where the network does
-    ema = dbp.EMA(policy)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=device.type in ("cpu", "cuda"))          # fused: 5x faster on CPU
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    sampler = torch.Generator().manual_seed(cfg.seed)
-    step, seconds = 0, 0.0
-    if ckpt is not None:                                                   # --resume: restore everything
-        t = ckpt["train"]
-        policy.load_state_dict(t["model"])
-        ema.model.load_state_dict(ckpt["state_dict"])
-        ema.step, step, seconds = t["ema_step"], t["step"], t["train_seconds"]
-        opt.load_state_dict(t["optimizer"])
-        sched.load_state_dict(t["scheduler"])
-        torch.set_rng_state(t["rng"])
-        if device.type == "cuda" and "cuda_rng" in t:                     # z is drawn on the device
-            torch.cuda.set_rng_state(t["cuda_rng"], device)
-        sampler.set_state(t["sampler_rng"])
+    data = demonstrations.to_device(obs, device), actions.to(device), pos.to(device), pos_w.to(device)  # beside the net
+    return demo, policy.to(device), data
+
+
+def pretrain_steps(cfg, state, run, data, loss_fn, share, group):
+    """Train from state.step to cfg.steps, or until a signal: log every 100 steps, evaluate the EMA policy every
+    eval_every (the main process), checkpoint on Run's schedule. share: this process's rows of every global batch."""
+    obs, actions, pos, pos_w = data
+    device = state.device
+    noise_shape = (cfg.batch_size, cfg.n_samples, cfg.horizon, actions.shape[-1])
+    while state.step < cfg.steps and not run.interrupted:
+        # every process draws the whole batch and its noise from the same streams, then keeps its share:
+        # P processes train on exactly the batches of one
+        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=state.sampler).to(device)[share]
+        z = torch.randn(noise_shape, device=device)[share] if group is not None else None  # one process: drawn inside
+        loss, info = loss_fn(demonstrations.take(obs, i), actions[i], pos[i], pos_w[i], z)
+        optimizer_step(state.policy, loss, state.opt, state.sched, state.ema, cfg.grad_clip)
+        state.step += 1
+        step, row = state.step, {}
+        if step % 100 == 0 or step == cfg.steps:
+            row = dict(step=step, loss=f"{dbp.global_mean(loss.detach(), group).item():.4f}",
+                       lr=f"{state.sched.get_last_lr()[0]:.3g}", **{k: f"{v:.4g}" for k, v in info.items()})
+        run.stopping(group, device)                                        # all processes at the same step
+        if step % cfg.eval_every == 0 and step < cfg.steps and run.main:
+            success = evaluate(state.ema.model, cfg.task, cfg.eval_episodes_periodic, cfg.seed)["success_rate"]
+            row = {**row, "step": step, "success_rate": success}
+            run.bar.set_postfix(success=f"{success:.2f}")
+        run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
+
+
+def pretrain(cfg, ckpt):
+    """Stage 1: DBP from the task's demonstrations (under torchrun, data parallel), then the main process evaluates
+    the EMA policy. ckpt: the run's own checkpoint for --resume, else None. Returns eval.json's dict (None on the
+    other processes)."""
+    torch.manual_seed(cfg.seed)
+    rank, world, group, device = distributed(cli.resolve_device(cfg.device))
+    if cfg.batch_size % world:
+        sys.exit(f"error: --batch-size {cfg.batch_size} must split evenly over the {world} processes")
+    demo, policy, data = training_data(cfg, rank, group, device)
+    state = Pretraining(policy, cfg, device)
+    if ckpt is not None:
+        state.load(ckpt)
 
     def save():
-        dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), ema.model, run_config=dataclasses.asdict(cfg),
-                            task=cfg.task, train=dict(step=step, model=policy.state_dict(), ema_step=ema.step,
-                            optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=torch.get_rng_state(),
-                            sampler_rng=sampler.get_state(), train_seconds=run.seconds,
-                            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})))
+        dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.ema.model, run_config=dataclasses.asdict(cfg),
+                            task=cfg.task, train=state.state_dict(run.seconds))
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
-    run = Run(cfg, "pretrain", keys, step, cfg.steps, seconds, save, main=rank == 0)
-    loss_of = LossOf(policy, group)
-    if group is not None:
-        loss_of = DistributedDataParallel(loss_of, device_ids=[device] if device.type == "cuda" else None,
-                                          forward_sync_buffers=False)  # the buffers (normalizer) never change
+    run = run_dir.Run(cfg, "pretrain", keys, state.step, cfg.steps, state.seconds, save, main=rank == 0)
+    loss_fn = DDPLoss.of(policy, group, device)
     if rank == 0:
+        obs, actions = data[:2]
         print(f"{cfg.task} on {device}" + (f" x {world} processes" if world > 1 else "") + f": "
               f"{len(demo['episode_ends'])} demos, {len(actions)} windows, obs "
               + (f"images {tuple(obs['image'].shape[2:])} + agent_pos {obs['agent_pos'].shape[-1]}" if cfg.obs == "pixels"
                  else f"dim {obs.shape[-1]}") + f", action dim {actions.shape[-1]}; run dir {cfg.out}")
-    noise_shape = (cfg.batch_size, cfg.n_samples, cfg.horizon, actions.shape[-1])
-    while step < cfg.steps and not run.interrupted:
-        # every process draws the whole batch and its noise from the same streams, then keeps its share:
-        # P processes train on exactly the batches of one
-        i = torch.randint(0, len(actions), (cfg.batch_size,), generator=sampler).to(device)[share]
-        z = torch.randn(noise_shape, device=device)[share] if group is not None else None  # one process: drawn inside
-        loss, info = loss_of(take(obs, i), actions[i], pos[i], pos_w[i], z)
-        optimizer_step(policy, loss, opt, sched, ema, cfg.grad_clip)
-        step += 1
-        row = {}
-        if step % 100 == 0 or step == cfg.steps:
-            row = dict(step=step, loss=f"{dbp.global_mean(loss.detach(), group).item():.4f}",
-                       lr=f"{sched.get_last_lr()[0]:.3g}", **{k: f"{v:.4g}" for k, v in info.items()})
-        run.stopping(group, device)                                        # all processes at the same step
-        if step % cfg.eval_every == 0 and step < cfg.steps and rank == 0:
-            success = evaluate(ema.model, cfg.task, cfg.eval_episodes_periodic, cfg.seed)["success_rate"]
-            row = {**row, "step": step, "success_rate": success}
-            run.bar.set_postfix(success=f"{success:.2f}")
-        run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
+    share = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)   # of every global batch
+    pretrain_steps(cfg, state, run, data, loss_fn, share, group)
     if group is not None:         # all processes leave the group together, before rank 0 saves and evaluates: a
-        del loss_of               # process that left alone while the other still held it aborted at exit now and then
+        del loss_fn               # process that left alone while the other still held it aborted at exit now and then
         dist.barrier()
         dist.destroy_process_group()
     run.end_loop()
     if rank > 0:                                                           # rank 0 alone evaluates
         return None
     train_seconds, t1 = run.seconds, time.time()
-    result = evaluate(ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
-    result.update(task=cfg.task, steps=step, demos=len(demo["episode_ends"]), demos_file=cfg.demos_file or None,
+    result = evaluate(state.ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
+    result.update(task=cfg.task, steps=state.step, demos=len(demo["episode_ends"]), demos_file=cfg.demos_file or None,
                   train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
-    return run.finish(result, dict(step=step, success_rate=result["success_rate"], train_seconds=f"{train_seconds:.1f}"))
+    return run.finish(result, dict(step=state.step, success_rate=result["success_rate"],
+                                   train_seconds=f"{train_seconds:.1f}"))
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -460,150 +359,134 @@ def rollout(agent, vec, obs, buffer, generator, replay):
             for i in np.flatnonzero(done) if replay else ():
                 replay.end(i, final["success"][i], final["mode"][i])
             if truncated.any():  # bootstrap from the last observation of truncated episodes
-                final_value[truncated] = agent.value(envs.stack_obs(list(info["final_obs"][truncated]))).cpu()
+                final_value[truncated] = agent.value(rollouts.stack_obs(list(info["final_obs"][truncated]))).cpu()
         n_steps += int(info["chunk_steps"][~done].sum())
         buffer.add(**step, reward=reward, terminated=terminated, truncated=truncated, final_value=final_value)
     return obs, n_steps, episodes
 
 
+class Finetuning:
+    """Stage 2's training state, all of it in the checkpoint for --resume: the agent (policy, std head, critic), its
+    optimizers and schedules, the success replay, the sampler's generator, the iteration, env steps, the evaluation
+    history, the wall time of earlier sessions, and the envs' episodes in progress (ChunkEnv.replay_state of each)."""
+
+    def __init__(self, policy, cfg, device):
+        self.agent = dbpo.DBPOAgent(policy, cfg).to(device)
+        self.successes = dbpo.SuccessReplay(cfg.n_envs, cfg.imitation_capacity) if cfg.imitation_coef > 0 else None
+        self.optimizers, self.schedulers = dbpo.make_optimizers(self.agent, cfg, cfg.iterations)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.it, self.env_steps, self.seconds, self.history, self.episodes = 0, 0, 0.0, [], []
+
+    def load(self, ckpt, seeds):
+        """Restore everything from the run's checkpoint, the RNG streams included -> the replay option of the vector
+        env's reset, {reset seed of env i: its episode in progress} (a checkpoint without episodes: {})."""
+        t = ckpt["train"]
+        self.agent.load_state_dict(t["agent"])
+        for o, s, o_state, s_state in zip(self.optimizers, self.schedulers, t["optimizers"], t["schedulers"]):
+            o.load_state_dict(o_state)
+            s.load_state_dict(s_state)
+        self.it, self.env_steps, self.seconds, self.history = t["iteration"], t["env_steps"], t["train_seconds"], t["history"]
+        if self.successes and t.get("successes"):                  # a checkpoint without it: an empty replay
+            self.successes.load_state_dict(t["successes"])
+        torch.set_rng_state(t["rng"])
+        self.gen.set_state(t["sampler_rng"])
+        return {seed: dict(count=count, actions=actions.numpy())
+                for seed, count, actions in zip(seeds, t.get("env_counts", []), t.get("env_actions", []))}
+
+    def state_dict(self, train_seconds):
+        """The checkpoint's "train" field; load() reads it back."""
+        return dict(iteration=self.it, env_steps=self.env_steps, agent=self.agent.state_dict(),
+                    optimizers=[o.state_dict() for o in self.optimizers],
+                    schedulers=[s.state_dict() for s in self.schedulers], rng=torch.get_rng_state(),
+                    sampler_rng=self.gen.get_state(), train_seconds=train_seconds, history=self.history,
+                    successes=self.successes and self.successes.state_dict(),
+                    env_counts=[e["count"] for e in self.episodes],
+                    env_actions=[torch.from_numpy(e["actions"]) for e in self.episodes])
+
+
+def evaluate_agent(cfg, state, task, run, final=False):
+    """Evaluate mu_theta, the agent's deterministic policy, and add it to state.history -> (the result, its log.csv
+    columns eval/*). The final evaluation shows its progress and renders cfg.video episodes."""
+    r = evaluate(state.agent.policy, task, cfg.eval_episodes, cfg.seed, final, cfg.video if final else 0, cfg.out)
+    state.history.append(dict(iteration=state.it, env_steps=state.env_steps, minutes=round(run.seconds / 60, 2),
+                              success_rate=r["success_rate"], ci95=r["ci95"], mode_fractions=r["mode_fractions"]))
+    return r, {"eval/success_rate": r["success_rate"], "eval/ci95_low": f"{r['ci95'][0]:.3f}",
+               "eval/ci95_high": f"{r['ci95'][1]:.3f}", **{f"eval/mode_{k}": f"{v:.3f}" for k, v in r["mode_fractions"].items()}}
+
+
+def finetune_iterations(cfg, state, task, run, vec, obs, buffer):
+    """PPO iterations from state.it to cfg.iterations, or until Ctrl-C: a rollout of the N envs of vec from their obs,
+    an update, a log.csv row; an evaluation every eval_every, a checkpoint on Run's schedule."""
+    while state.it < cfg.iterations and not run.stopping():
+        t_iter = time.time()
+        obs, n_steps, episodes = rollout(state.agent, vec, obs, buffer, state.gen, state.successes)
+        t_update = time.time()
+        stats = dbpo.ppo_update(state.agent, buffer, state.agent.value(obs), state.optimizers, state.schedulers, cfg,
+                                critic_only=state.it < cfg.critic_warmup_iters, generator=state.gen,
+                                replay=state.successes)
+        buffer.reset()
+        state.it, state.env_steps = state.it + 1, state.env_steps + n_steps
+        row = dict(iteration=state.it, env_steps=state.env_steps, minutes=f"{run.seconds / 60:.2f}",
+                   **{k: f"{v:.4g}" for k, v in stats.items()},
+                   **{"charts/SPS": f"{n_steps / (time.time() - t_iter):.0f}", "charts/episodes": len(episodes),
+                      "time/rollout_s": f"{t_update - t_iter:.2f}", "time/update_s": f"{time.time() - t_update:.2f}"})
+        if episodes:
+            row.update({"charts/success_rate": f"{np.mean([s for s, _ in episodes]):.3f}",
+                        "charts/return": f"{np.mean([r for _, r in episodes]):.3f}"})
+        if state.it % cfg.eval_every == 0 and state.it < cfg.iterations:
+            row.update(evaluate_agent(cfg, state, task, run)[1])
+            run.bar.set_postfix(success=row["eval/success_rate"], rollout=row.get("charts/success_rate"))
+        run.step(state.it, row)
+
+
 def finetune(cfg, ckpt, start=None):
-    """start: (stage-1 policy, task) for a new run; ckpt: our own checkpoint for --resume."""
+    """Stage 2: DBPO, PPO fine-tuning of a stage-1 policy in cfg.n_envs env worker processes, then its final
+    evaluation. start: (stage-1 policy, task) for a new run; ckpt: the run's own checkpoint for --resume.
+    Returns eval.json's dict."""
     torch.manual_seed(cfg.seed)
     # One torch thread: a second one fights the env workers for the cores (measured on 2 cores,
     # 8 envs: a batch-8 forward took 168 ms instead of 3.5 ms).
     torch.set_num_threads(1)
     policy, task = start if ckpt is None else (dbp.DBPPolicy.from_checkpoint(ckpt), ckpt["task"])
     device = cli.resolve_device(cfg.device)
-    agent = dbpo.DBPOAgent(policy, cfg).to(device)
-    To, Ta, N, T = policy.n_obs_steps, policy.n_action_steps, cfg.n_envs, cfg.n_decisions
-    successes = dbpo.SuccessReplay(N, cfg.imitation_capacity) if cfg.imitation_coef > 0 else None
-    optimizers, schedulers = dbpo.make_optimizers(agent, cfg, cfg.iterations)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    it, env_steps, seconds, history, replay = 0, 0, 0.0, [], {}
-    seeds = [cfg.seed * 100_000 + i for i in range(N)]            # env i's episodes: envs.episode_seed(seeds[i], k)
-    if ckpt is not None:
-        t = ckpt["train"]
-        agent.load_state_dict(t["agent"])
-        for o, s, o_state, s_state in zip(optimizers, schedulers, t["optimizers"], t["schedulers"]):
-            o.load_state_dict(o_state)
-            s.load_state_dict(s_state)
-        it, env_steps, seconds, history = t["iteration"], t["env_steps"], t["train_seconds"], t["history"]
-        replay = {seed: dict(count=count, actions=actions.numpy())  # the episodes in progress (older runs: none)
-                  for seed, count, actions in zip(seeds, t.get("env_counts", []), t.get("env_actions", []))}
-        if successes and t.get("successes"):               # older runs: an empty replay
-            successes.load_state_dict(t["successes"])
-        torch.set_rng_state(t["rng"])
-        gen.set_state(t["sampler_rng"])
-
-    episodes = []                                  # the envs' episodes in progress: --resume continues them
+    state = Finetuning(policy, cfg, device)
+    seeds = [cfg.seed * 100_000 + i for i in range(cfg.n_envs)]      # env i's episodes: envs.episode_seed(seeds[i], k)
+    replay = {} if ckpt is None else state.load(ckpt, seeds)
 
     def save():
         if not vec.closed:
-            episodes[:] = vec.call("replay_state")
-        dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), agent.policy, run_config=dataclasses.asdict(cfg),
-                            task=task, stage="dbpo", train=dict(iteration=it, env_steps=env_steps, agent=agent.state_dict(),
-                            optimizers=[o.state_dict() for o in optimizers], schedulers=[s.state_dict() for s in schedulers],
-                            rng=torch.get_rng_state(), sampler_rng=gen.get_state(), train_seconds=run.seconds,
-                            history=history, successes=successes and successes.state_dict(), env_counts=[e["count"] for e in episodes],
-                            env_actions=[torch.from_numpy(e["actions"]) for e in episodes]))
+            state.episodes = vec.call("replay_state")
+        dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.agent.policy, run_config=dataclasses.asdict(cfg),
+                            task=task, stage="dbpo", train=state.state_dict(run.seconds))
 
-    def evaluation(final=False):
-        """Evaluate mu_theta; returns the log.csv columns of the result (eval/*)."""
-        r = evaluate(agent.policy, task, cfg.eval_episodes, cfg.seed, final, cfg.video if final else 0, cfg.out)
-        history.append(dict(iteration=it, env_steps=env_steps, minutes=round(run.seconds / 60, 2),
-                            success_rate=r["success_rate"], ci95=r["ci95"], mode_fractions=r["mode_fractions"]))
-        return r, {"eval/success_rate": r["success_rate"], "eval/ci95_low": f"{r['ci95'][0]:.3f}",
-                   "eval/ci95_high": f"{r['ci95'][1]:.3f}",
-                   **{f"eval/mode_{k}": f"{v:.3f}" for k, v in r["mode_fractions"].items()}}
-
-    vec = gym.vector.AsyncVectorEnv([functools.partial(envs.make_chunk_env, task, To, Ta, worker=True,
-                                                       obs_mode=policy.obs_mode)] * N,
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    agent.set_action_bounds(vec.single_action_space.low[0], vec.single_action_space.high[0])
+    vec = gym.vector.AsyncVectorEnv([functools.partial(rollouts.make_chunk_env, task, policy.n_obs_steps,
+                                                       policy.n_action_steps, worker=True, obs_mode=policy.obs_mode)]
+                                    * cfg.n_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    state.agent.set_action_bounds(vec.single_action_space.low[0], vec.single_action_space.high[0])
     obs, _ = vec.reset(seed=seeds, options={"replay": replay})   # resumed: replays the episodes in progress
-    buffer = agent.make_buffer(T, N)
+    buffer = state.agent.make_buffer(cfg.n_decisions, cfg.n_envs)
     keys = ["iteration", "env_steps", *dbpo.METRICS, "charts/success_rate", "charts/return", "charts/episodes",
             "charts/SPS", "time/rollout_s", "time/update_s", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
             *[f"eval/mode_{name}" for name in envs.mode_names(task)], "minutes"]
-    run = Run(cfg, "dbpo", keys, it, cfg.iterations, seconds, save)
-    print(f"{task} on {device}: fine-tuning {cfg.ckpt} with {N} envs x {T} decisions x Ta={Ta} steps per iteration; run dir {cfg.out}")
-    if it == 0:
-        first, columns = evaluation()
+    run = run_dir.Run(cfg, "dbpo", keys, state.it, cfg.iterations, state.seconds, save)
+    print(f"{task} on {device}: fine-tuning {cfg.ckpt} with {cfg.n_envs} envs x {cfg.n_decisions} decisions x "
+          f"Ta={policy.n_action_steps} steps per iteration; run dir {cfg.out}")
+    if state.it == 0:
+        first, columns = evaluate_agent(cfg, state, task, run)
         run.step(0, dict(iteration=0, env_steps=0, minutes=0.0, **columns), advance=False)
         print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes, modes {first['mode_fractions']}")
     try:
-        while it < cfg.iterations and not run.stopping():
-            t_iter = time.time()
-            obs, n_steps, episodes = rollout(agent, vec, obs, buffer, gen, successes)
-            t_update = time.time()
-            stats = dbpo.ppo_update(agent, buffer, agent.value(obs), optimizers, schedulers, cfg,
-                                    critic_only=it < cfg.critic_warmup_iters, generator=gen, replay=successes)
-            buffer.reset()
-            it, env_steps = it + 1, env_steps + n_steps
-            row = dict(iteration=it, env_steps=env_steps, minutes=f"{run.seconds / 60:.2f}",
-                       **{k: f"{v:.4g}" for k, v in stats.items()},
-                       **{"charts/SPS": f"{n_steps / (time.time() - t_iter):.0f}", "charts/episodes": len(episodes),
-                          "time/rollout_s": f"{t_update - t_iter:.2f}", "time/update_s": f"{time.time() - t_update:.2f}"})
-            if episodes:
-                row.update({"charts/success_rate": f"{np.mean([s for s, _ in episodes]):.3f}",
-                            "charts/return": f"{np.mean([r for _, r in episodes]):.3f}"})
-            if it % cfg.eval_every == 0 and it < cfg.iterations:
-                row.update(evaluation()[1])
-                run.bar.set_postfix(success=row["eval/success_rate"], rollout=row.get("charts/success_rate"))
-            run.step(it, row)
+        finetune_iterations(cfg, state, task, run, vec, obs, buffer)
         run.end_loop()                             # saves (the envs still open); exits after Ctrl-C
     finally:
         vec.close()
-    result, columns = evaluation(final=True)
+    result, columns = evaluate_agent(cfg, state, task, run, final=True)
     save()
-    result.update(task=task, stage="dbpo", iterations=it, env_steps=env_steps, train_seconds=round(run.seconds, 1),
-                  start_ckpt=cfg.ckpt, ckpt=os.path.join(cfg.out, "ckpt.pt"), history=history)
-    return run.finish(result, dict(iteration=it, env_steps=env_steps, minutes=f"{run.seconds / 60:.2f}", **columns),
-                      f"{history[0]['success_rate']:.2f} -> ")
-
-
-# ----------------------------------------------------------------------------- learning curves
-def read_evaluations(run_dir):
-    """The rows of a run's log.csv that hold an evaluation -> (x column, y column, rows)."""
-    path = os.path.join(run_dir, "log.csv")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist: not a run directory of train.py?")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    x, y = ("env_steps", "eval/success_rate") if "env_steps" in (rows[0] if rows else {}) else ("step", "success_rate")
-    return x, y, [r for r in rows if r.get(y)]
-
-
-def plot_curves(run_dirs, path):
-    """Success (its 95 % interval shaded, where logged) and the fraction of successes in each mode
-    against env steps (stage 2; gradient steps for stage 1): one colour per run, written to path."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
-    for i, run_dir in enumerate(run_dirs):
-        xkey, ykey, rows = read_evaluations(run_dir)
-        color, label = f"C{i % 10}", os.path.basename(os.path.normpath(run_dir))
-        x = [int(r[xkey]) for r in rows]
-        top.plot(x, [float(r[ykey]) for r in rows], "o-", color=color, ms=3, label=label)
-        if rows and rows[0].get("eval/ci95_low"):
-            top.fill_between(x, [float(r["eval/ci95_low"]) for r in rows], [float(r["eval/ci95_high"]) for r in rows],
-                             color=color, alpha=0.15, lw=0)
-        modes = [k for k in (rows[0] if rows else {}) if k.startswith("eval/mode_")]
-        for style, key in zip(("-", "--", ":", "-."), modes):
-            bottom.plot(x, [float(r[key]) for r in rows], style, color=color, label=f"{label}: {key[len('eval/mode_'):]}")
-    top.set(ylabel="success (95 % interval)", ylim=(0, 1.02))
-    bottom.axhline(0.25, color="grey", lw=0.8, ls=":")
-    bottom.set(xlabel=xkey.replace("_", " "), ylabel="share of successes", ylim=(0, 1))
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
-    return path
+    result.update(task=task, stage="dbpo", iterations=state.it, env_steps=state.env_steps,
+                  train_seconds=round(run.seconds, 1), start_ckpt=cfg.ckpt, ckpt=os.path.join(cfg.out, "ckpt.pt"),
+                  history=state.history)
+    return run.finish(result, dict(iteration=state.it, env_steps=state.env_steps, minutes=f"{run.seconds / 60:.2f}",
+                                   **columns), f"{state.history[0]['success_rate']:.2f} -> ")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -656,7 +539,7 @@ def main(argv=None):
     stage, cfg, given = parse(sys.argv[1:] if argv is None else argv)
     if stage == "plot":
         try:
-            path = plot_curves(cfg, "curves.png")
+            path = run_dir.plot_curves(cfg, "curves.png")
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
         print(f"wrote {path}")

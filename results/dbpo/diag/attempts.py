@@ -1,9 +1,9 @@
 # Per checkpoint: episodes by side the block ended on (y > 0.02 left, < -0.02 right, else middle) and success.
-import sys, numpy as np, torch, dbp, envs
+import sys, numpy as np, torch, dbp, envs, rollouts
 torch.set_num_threads(1)
 for ck in sys.argv[1:]:
     pol = dbp.DBPPolicy.from_checkpoint(ck).eval(); torch.manual_seed(0)
-    env = envs.make_chunk_env("push", pol.n_obs_steps, pol.n_action_steps)
+    env = rollouts.make_chunk_env("push", pol.n_obs_steps, pol.n_action_steps)
     tally = {}
     for i in range(100):
         obs, info = env.reset(seed=envs.eval_seed(0, i)); done = False

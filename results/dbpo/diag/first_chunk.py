@@ -1,7 +1,7 @@
 # The first chunk of mu(o, z) at the 100 evaluation starts x 64 z: how often it moves the hand towards -y (left mode) or +y.
-import sys, numpy as np, torch, dbp, envs
+import sys, numpy as np, torch, dbp, envs, rollouts
 torch.set_num_threads(1)
-env = envs.make_chunk_env("push", 2, 2)
+env = rollouts.make_chunk_env("push", 2, 2)
 obs = np.stack([env.reset(seed=envs.eval_seed(0, i))[0] for i in range(100)])   # (100, To, Do)
 for ck in sys.argv[1:]:
     pol = dbp.DBPPolicy.from_checkpoint(ck).eval()

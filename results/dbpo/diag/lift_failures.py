@@ -1,9 +1,9 @@
 # Per lift checkpoint, 100 evaluation episodes: success, block lifted > 3 cm (failed), both fingers touched it, or never touched.
-import sys, numpy as np, torch, dbp, envs
+import sys, numpy as np, torch, dbp, envs, rollouts
 torch.set_num_threads(1)
 for ck in sys.argv[1:]:
     pol = dbp.DBPPolicy.from_checkpoint(ck).eval(); torch.manual_seed(0)
-    env = envs.make_chunk_env("lift", pol.n_obs_steps, pol.n_action_steps); u = env.unwrapped
+    env = rollouts.make_chunk_env("lift", pol.n_obs_steps, pol.n_action_steps); u = env.unwrapped
     names = u.obs_names; iz = names.index("block_z"); tally = {}
     for i in range(100):
         obs, info = env.reset(seed=envs.eval_seed(0, i)); done = False; zmax = 0; touched = False

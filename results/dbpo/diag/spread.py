@@ -1,8 +1,8 @@
 # Spread of the frozen generator's chunks along episodes of a checkpoint (decision index -> spread).
-import sys, numpy as np, torch, dbp, dbpo, envs
+import sys, numpy as np, torch, dbp, dbpo, envs, rollouts
 torch.set_num_threads(1)
 pol = dbp.DBPPolicy.from_checkpoint(sys.argv[1]).eval(); agent = dbpo.DBPOAgent(pol, dbpo.DBPOConfig())
-env = envs.make_chunk_env("push", pol.n_obs_steps, pol.n_action_steps); rows = []
+env = rollouts.make_chunk_env("push", pol.n_obs_steps, pol.n_action_steps); rows = []
 for i in range(10):
     obs, info = env.reset(seed=envs.eval_seed(0, i)); done = False; sp = []
     while not done:

@@ -1,8 +1,8 @@
 # Episodes of the DBPO rollout policy (Gaussian around mu, std 0.1) from a checkpoint: the worst returns and where the block ended.
-import sys, numpy as np, torch, dbp, dbpo, envs
+import sys, numpy as np, torch, dbp, dbpo, envs, rollouts
 torch.set_num_threads(1); torch.manual_seed(0)
 pol = dbp.DBPPolicy.from_checkpoint(sys.argv[1]).eval(); agent = dbpo.DBPOAgent(pol, dbpo.DBPOConfig())
-env = envs.make_chunk_env("push", pol.n_obs_steps, pol.n_action_steps); out = []
+env = rollouts.make_chunk_env("push", pol.n_obs_steps, pol.n_action_steps); out = []
 agent.set_action_bounds(env.action_space.low[0], env.action_space.high[0])
 for i in range(int(sys.argv[2])):
     obs, info = env.reset(seed=1000 + i); done = False; rets = []
