@@ -270,6 +270,21 @@ def test_dbp_py_alone_in_an_empty_folder_learns_a_bimodal_distribution(tmp_path)
     assert up > 0.35 and down > 0.35 and middle < 0.1, out.stdout
 
 
+def _imports(path):
+    """The top-level modules a file imports."""
+    import ast
+    tree = ast.parse(open(path).read())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+    return {name.split(".")[0] for name in names}
+
+
+def test_dbp_py_and_its_tests_import_only_torch_numpy_pytest_and_the_standard_library():
+    allowed = set(sys.stdlib_module_names) | {"numpy", "torch"}
+    assert _imports(os.path.join(HERE, "dbp.py")) <= allowed - {"argparse", "sys"}    # a library: it never exits
+    assert _imports(os.path.join(HERE, "test_dbp.py")) <= allowed | {"pytest", "dbp"}
+
+
 # ----------------------------------------------------------------------------- bad input: one clear line
 def _unfit_policy():
     torch.manual_seed(0)
