@@ -1,7 +1,12 @@
 """Helpers shared by the test files of train.py and robot.py (test_dbp.py uses none: it runs beside dbp.py alone)."""
+import os
+
 import numpy as np
 
 import dbp
+
+# the device of the tests marked `device`: cpu here and in CI; gpu_check.sh sets cuda on a lent GPU machine
+DEVICE = os.environ.get("DBP_TEST_DEVICE", "cpu")
 
 # a pretraining run small enough for a test: few demos, a tiny network, short evaluations
 TINY = ["--demos", "5", "--steps", "2000", "--eval-every", "500", "--eval-episodes-periodic", "1",

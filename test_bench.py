@@ -13,6 +13,7 @@ import pytest
 
 import bench
 import bench_report
+from conftest import DEVICE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,10 +24,11 @@ QUICK_METHODS = {"dbp": 1, "dp-unet-ddpm20": 20, "dp-unet-ddim5": 5, "dp-mlp-ddp
 
 
 @pytest.mark.slow
+@pytest.mark.device
 def test_bench_quick_json_has_every_field_and_a_stopped_run_continues_from_its_cells(tmp_path):
     path, out = tmp_path / "bench.json", tmp_path / "bq"
     cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos"),
-           "--device", "cpu"]
+           "--device", DEVICE]
     # stopped (as a scheduler stops a job) once a cell is saved: the finished cells stay, the workers go at once
     first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not (out / "cells").exists() or not os.listdir(out / "cells"):

@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 with warnings.catch_warnings():  # the repo's pytest.ini registers the mark; a folder holding only dbp.py has none
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     slow = pytest.mark.slow
+    device = pytest.mark.device     # runs on DBP_TEST_DEVICE (gpu_check.sh: cuda)
 
 
 # ----------------------------------------------------------------------------- drift loss
@@ -268,6 +269,21 @@ def test_dbp_py_alone_in_an_empty_folder_learns_a_bimodal_distribution(tmp_path)
     up, down, middle = map(float, re.search(r"([\d.]+) of samples near \+0.8, ([\d.]+) near -0.8, ([\d.]+) in the empty middle",
                                             out.stdout).groups())
     assert up > 0.35 and down > 0.35 and middle < 0.1, out.stdout
+
+
+@device
+def test_a_checkpoint_saved_on_one_device_loads_on_the_other_with_the_same_actions(tmp_path):
+    """DBP_TEST_DEVICE (cpu here; cuda on a lent GPU): saved there, loaded on the CPU, and the reverse."""
+    where = torch.device(os.environ.get("DBP_TEST_DEVICE", "cpu"))
+    policy = _unfit_policy()
+    policy.normalizer.fit(torch.rand(50, 2, 3), torch.rand(50, 4, 2))
+    obs, z = torch.rand(3, 2, 3), torch.randn(3, 4, 2)
+    for source, target in ((where, torch.device("cpu")), (torch.device("cpu"), where)):
+        dbp.save_checkpoint(tmp_path / "ckpt.pt", policy.to(source))
+        loaded = dbp.DBPPolicy.from_checkpoint(tmp_path / "ckpt.pt").to(target)
+        assert loaded.normalizer.obs_center.device.type == target.type
+        expected = policy.predict_action(obs.to(source), z.to(source)).cpu()
+        assert torch.allclose(loaded.predict_action(obs.to(target), z.to(target)).cpu(), expected, atol=1e-5)
 
 
 def _imports(path):

@@ -21,7 +21,7 @@ import robot_io
 import robot_loop
 import robot_safety
 import train
-from conftest import TINY, gif_frames, save_tiny_policy
+from conftest import DEVICE, TINY, gif_frames, save_tiny_policy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -280,9 +280,10 @@ def tiny_ckpt(tmp_path_factory):
     return path
 
 
+@pytest.mark.device
 def test_short_sim_run_writes_the_stats(tiny_ckpt, tmp_path):
     out = str(tmp_path / "stats.json")
-    assert robot.main(["--ckpt", tiny_ckpt, "--duration-s", "2.5", "--stats-json", out, "--device", "cpu"]) == 0
+    assert robot.main(["--ckpt", tiny_ckpt, "--duration-s", "2.5", "--stats-json", out, "--device", DEVICE]) == 0
     stats = json.load(open(out))
     assert stats["fault"] is None and not stats["dry_run"] and stats["hz"] == 100.0
     assert stats["ticks"] > 100 and 0 <= stats["deadline_met_fraction"] <= 1 and stats["achieved_hz"] > 0

@@ -21,7 +21,7 @@ import dbp
 import robot
 import run_dir
 import train
-from conftest import TINY, gif_frames, save_tiny_policy
+from conftest import DEVICE, TINY, gif_frames, save_tiny_policy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -86,11 +86,12 @@ def test_torchrun_run_stops_together_on_a_signal_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.device
 def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", "--obs", "pixels",
                           "--task", "lift", "--demos", "2", "--steps", "6", "--warmup-steps", "2", "--batch-size", "8",
                           "--eval-episodes", "1", "--hidden-dim", "32", "--n-blocks", "1", "--encoder-channels", "8",
-                          "--out", "px", "--demo-dir", str(tmp_path / "demos"), "--device", "cpu"],
+                          "--out", "px", "--demo-dir", str(tmp_path / "demos"), "--device", DEVICE],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.load(open(tmp_path / "px" / "eval.json"))["n_episodes"] == 1
@@ -101,7 +102,7 @@ def test_train_both_stages_from_pixels_run_end_to_end(tmp_path):
     dbpo_run = subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--stage", "dbpo", "--ckpt", "px/ckpt.pt",
                                "--iterations", "2", "--n-envs", "2", "--n-decisions", "4", "--eval-every", "1",
                                "--eval-episodes", "1", "--critic-warmup-iters", "1", "--minibatch-size", "4", "--out", "rl",
-                               "--device", "cpu"],
+                               "--device", DEVICE],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert dbpo_run.returncode == 0, dbpo_run.stderr[-3000:]
     tuned = dbp.DBPPolicy.from_checkpoint(str(tmp_path / "rl" / "ckpt.pt"))
