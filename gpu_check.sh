@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, in one call of the device tool on a lent machine (Python 3.12 with torch, no network):
 #     run(command="bash gpu_check.sh", carry=[".whl"], timeout_s=540)
-# It installs the carried wheels (.whl/: diffusers and what the image lacks; see RESULTS.md, "GPU"), measures
-# with gpu_check.py on cuda and on the machine's CPU, then runs the device tests on cuda. Here, without a GPU:
+# It installs the carried wheels (.whl/, git-ignored: what the machine's image lacks, for Python 3.12: diffusers,
+# gymnasium, Farama-Notifications; pybullet has no cp312 wheel and must be built there, or the device tests that
+# step a simulator fail), measures with gpu_check.py on cuda and on the machine's CPU, then runs the device
+# tests on cuda. Here, without a GPU:
 #     DEVICE=cpu PY=.venv/bin/python bash gpu_check.sh --quick      # the dry run
 set -uo pipefail
 cd "$(dirname "$0")"
