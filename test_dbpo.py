@@ -228,6 +228,9 @@ BAD_DBPO_CALLS = {
                            ValueError, "needs a full buffer: 0 of 2"),
     "no iterations": (lambda a, b: dbpo.make_optimizers(a, a.cfg, 0), ValueError, "n_iterations must be an int >= 1"),
     "not a policy": (lambda a, b: dbpo.DBPOAgent(a.critic), TypeError, "DBPOAgent takes a dbp.DBPPolicy"),
+    "an unfit policy": (lambda a, b: dbpo.DBPOAgent(dbp.DBPPolicy(1, 1, dbp.DBPConfig(horizon=1, n_obs_steps=1,
+                                                                        n_action_steps=1))),
+                        ValueError, "the normalizer is not fit"),
 }
 
 
