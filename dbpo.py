@@ -368,7 +368,7 @@ def make_optimizers(agent, cfg, n_iterations):
 
 def minibatches(B, size, generator, device):
     """Shuffled indices of B decisions in minibatches of `size`; a last one of a single decision joins the one
-    before it (its advantage std is undefined: it turned every weight into NaN)."""
+    before it (one decision has no advantage std: normalizing by it would turn every weight into NaN)."""
     parts = list(torch.randperm(B, generator=generator).to(device).split(size))
     if len(parts) > 1 and len(parts[-1]) == 1:
         parts[-2:] = [torch.cat(parts[-2:])]
