@@ -38,6 +38,7 @@ import dbp
 import demonstrations
 import envs
 import metaworld_tasks
+import run_dir
 import train
 from dbp import option
 
@@ -267,7 +268,7 @@ def run_cell(job):
         row = dict(step=target, train_seconds=round(train_s, 1), methods={})
         for name, (use, nfe) in mine.items():
             t0, evaluated = time.perf_counter(), with_sampler(ema.model, use)
-            r = train.evaluate(evaluated, task, cfg.eval_episodes, seed, batch=cfg.eval_batch)
+            r = run_dir.evaluate(evaluated, task, cfg.eval_episodes, seed, batch=cfg.eval_batch)
             row["methods"][name] = dict(
                 {k: r[k] for k in ("success_rate", "ci95", "n_success", "n_episodes", "mode_counts")},
                 chunk_modes=chunk_modes(evaluated, demo, obs, actions, names, seed) if len(names) == 2 else None,

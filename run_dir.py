@@ -20,6 +20,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import dbp
+import rollouts
 
 
 def open_log(out, keys, resume_at):
@@ -177,6 +178,15 @@ def plot_curves(run_dirs, path):
 
 
 # ----------------------------------------------------------------------------- quick demo
+
+
+def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out="", batch=1):
+    """rollouts.evaluate with the policy's noise z drawn from a seeded stream of its own: repeatable,
+    and the training RNG is left where it was. The first `video` episodes go to out/videos/."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return rollouts.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"), batch)
+
 if __name__ == "__main__":
     import tempfile
     with tempfile.TemporaryDirectory() as out:

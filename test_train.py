@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import dbp
+import finetune
 import robot
 import run_dir
 import train
@@ -262,13 +263,13 @@ def test_train_dbpo_finds_the_default_stage1_run_and_checks_the_task(tmp_path, m
     monkeypatch.chdir(tmp_path)
     save_tiny_policy("runs/pretrain-push-s3/ckpt.pt", "push", 9, 4)      # where `--stage pretrain --seed 3` saves
     _, cfg, given = train.parse(["--stage", "dbpo", "--seed", "3"])
-    policy, task = train.load_stage1(cfg, given)
+    policy, task = finetune.load_stage1(cfg, given)
     assert task == "push" and cfg.ckpt == os.path.join("runs", "pretrain-push-s3", "ckpt.pt") and policy.obs_dim == 9
     _, cfg, given = train.parse(["--stage", "dbpo", "--ckpt", save_tiny_policy("lift.pt", "lift", 9, 4)])
-    assert train.load_stage1(cfg, given)[1] == "lift" and cfg.task == "lift"    # recorded in the run's config
+    assert finetune.load_stage1(cfg, given)[1] == "lift" and cfg.task == "lift"    # recorded in the run's config
     _, cfg, given = train.parse(["--stage", "dbpo", "--ckpt", "runs/pretrain-push-s3/ckpt.pt", "--task", "lift"])
     with pytest.raises(ValueError, match="--task lift disagrees with the task of .* \\(push\\)"):
-        train.load_stage1(cfg, given)
+        finetune.load_stage1(cfg, given)
 
 
 @pytest.mark.parametrize("make, message", [
