@@ -310,22 +310,23 @@ class Normalizer(nn.Module):
         return nactions * self.act_half_range + self.act_center
 
 
-def condition(policy, obs):
+def condition(policy, obs, finite=True):
     """The network's condition (B, C) of raw obs (B, To, Do), or of the pixel dict, for any chunk policy with
     n_obs_steps, obs_dim, normalizer, encoder (an ImageEncoder or None) and image_shape: normalized obs, and for
-    pixels each step's image features beside its normalized agent_pos."""
+    pixels each step's image features beside its normalized agent_pos. finite=False: the caller checks the
+    values (predict_chunks checks its output, which NaN or inf in obs reaches)."""
     To, Do, device = policy.n_obs_steps, policy.obs_dim, policy.normalizer.obs_center.device
     policy.normalizer.check_fitted()
     if policy.encoder is None:
         if isinstance(obs, dict):
             raise ValueError(f"this policy was trained on state observations (B, {To}, {Do}); got a dict "
                              f"with {sorted(obs)} (a pixel policy takes those)")
-        obs = check_shape("obs", obs, (None, To, Do), device)
+        obs = check_shape("obs", obs, (None, To, Do), device, finite)
         return policy.normalizer.normalize_obs(obs).reshape(len(obs), -1)
     if not isinstance(obs, dict) or set(obs) != {"image", "agent_pos"}:
         raise ValueError("this policy was trained on pixels: obs must be a dict with 'image' (B, To, V, 3, H, W) and "
                          f"'agent_pos' (B, To, Do); got {sorted(obs) if isinstance(obs, dict) else type(obs).__name__}")
-    agent_pos = check_shape("obs['agent_pos']", obs["agent_pos"], (None, To, Do), device)
+    agent_pos = check_shape("obs['agent_pos']", obs["agent_pos"], (None, To, Do), device, finite)
     B = len(agent_pos)
     images = torch.as_tensor(obs["image"], device=device)
     if images.dtype != torch.uint8 or tuple(images.shape) != (B, To, *policy.image_shape):
@@ -339,15 +340,16 @@ def predict_chunks(policy, obs, sample):
     """predict_action plumbing of every chunk policy (DBPPolicy, the benchmark's baselines):
     raw obs (B, To, Do) (or a pixel policy's dict), numpy or torch -> sample(c) with c = condition(policy, obs)
     (B, C) -> normalized chunks (B, Th*Da) -> raw chunks (B, Th, Da); numpy in gives numpy out."""
-    as_numpy = isinstance(obs["agent_pos"] if isinstance(obs, dict) else obs, np.ndarray)
-    c = condition(policy, obs)
+    state = obs["agent_pos"] if isinstance(obs, dict) else obs
+    c = condition(policy, obs, finite=False)   # one finiteness check, of the output, on the hot path
     B = len(c)
     nact = sample(c)                                                                        # (B, Th*Da)
     actions = policy.normalizer.unnormalize_actions(nact.reshape(B, policy.horizon, policy.action_dim))
     if not torch.isfinite(actions).all():      # never hand a robot NaN: finite obs far outside the data can do it
+        check_shape("obs['agent_pos']" if isinstance(obs, dict) else "obs", state, (None, None, None))  # NaN in?
         raise ValueError(f"predict_action: the chunk is not finite; the normalized condition reaches "
                          f"{c.abs().max().item():.3g} (the training data spans +-1): obs far outside the data?")
-    return actions.cpu().numpy() if as_numpy else actions
+    return actions.cpu().numpy() if isinstance(state, np.ndarray) else actions
 
 
 # ----------------------------------------------------------------------------- network
@@ -589,8 +591,6 @@ class NumpyPolicy:
         if obs.dtype.kind not in "fiu" or obs.shape[1:] != (self.n_obs_steps, len(self.obs_center)) or not len(obs):
             raise ValueError(f"obs must be real numbers shaped (B, {self.n_obs_steps}, {len(self.obs_center)}), "
                              f"B >= 1; got {obs.dtype} {obs.shape}")
-        if not np.isfinite(obs).all():
-            raise ValueError("obs contains NaN or inf")
         B = len(obs)
         c = ((obs - self.obs_center) / self.obs_half_range).reshape(B, -1).astype(np.float32)  # (B, To*Do)
         z = self.rng.standard_normal((B, self.shape[0] * self.shape[1]), np.float32) if noise is None \
@@ -602,7 +602,9 @@ class NumpyPolicy:
             h = h + affine(silu(affine(self._norm(h) * (1 + gamma) + beta, fc1)), fc2)
         nact = affine(self._norm(h) * self.out_norm[0] + self.out_norm[1], self.out1)
         actions = nact.reshape(B, *self.shape) * self.act_half_range + self.act_center
-        if not np.isfinite(actions).all():
+        if not np.isfinite(actions).all():      # checked once, at the output, which NaN or inf in obs reaches
+            if not np.isfinite(obs).all():
+                raise ValueError("obs contains NaN or inf")
             raise ValueError("predict_action: the chunk is not finite: obs far outside the training data?")
         return actions
 
