@@ -142,10 +142,14 @@ class DBPOAgent(nn.Module):
         # env action bounds in normalized units, (Ta*Da,); unbounded until set_action_bounds
         self.register_buffer("nact_low", torch.full((self.Ta * Da,), -math.inf), persistent=False)
         self.register_buffer("nact_high", torch.full((self.Ta * Da,), math.inf), persistent=False)
-        # running reward moments (count, mean, var) over every rollout so far: rewards are scaled
-        # by this std. The paper scales by the buffer's std alone; a rollout without a success
-        # then has a tiny std and blew the value loss up 200x in our lift runs.
-        self.register_buffer("reward_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+        # Rewards are divided by the std of the discounted return G_t = r_t + gamma G_(t-1) (reset at episode ends,
+        # carried per env across rollouts), over every rollout so far: scaled returns, and so the critic's
+        # targets, stay O(1) whatever the reward's offset or the episodes' length (Gymnasium's NormalizeReward).
+        # The paper scales by the buffer's reward std alone: a rollout without a success then has a tiny std
+        # (the value loss grew 200x in our lift runs); the std of the per-decision reward over all rollouts left
+        # targets ~ r / (std(r) (1 - gamma)) on dense rewards whose episodes only truncate (value loss 4e4).
+        self.register_buffer("return_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))  # count, mean, var
+        self.register_buffer("running_return", torch.zeros(0, dtype=torch.float64))  # (N,) G of each env's episode
         h = cfg.critic_hidden
         self.critic = nn.Sequential(nn.Linear(C, h), nn.Mish(), nn.Linear(h, h), nn.Mish(),
                                     nn.Linear(h, h), nn.Mish(), nn.Linear(h, 1))
@@ -183,19 +187,38 @@ class DBPOAgent(nn.Module):
         logp = -0.5 * ((na - mu) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)   # (N, Ta*Da)
         return logp.mean(-1).clamp_min(self.cfg.logprob_min)
 
-    def observe_rewards(self, rewards):
-        """Fold a rollout's rewards into the running moments behind reward_std."""
-        n, mean, var = self.reward_moments.tolist()
-        r = rewards.double().flatten()
-        m, total = len(r), n + len(r)
-        delta = r.mean().item() - mean
-        var = (n * var + m * r.var(unbiased=False).item() + delta ** 2 * n * m / total) / total  # parallel Welford
-        self.reward_moments.copy_(torch.tensor([total, mean + delta * m / total, var], dtype=torch.float64))
+    def observe_rewards(self, rewards, ended):
+        """Fold a rollout's rewards (T, N) into each env's running discounted return (reset after the decisions
+        where ended (T, N) is True) and every return into the moments behind reward_std."""
+        if self.running_return.shape != rewards.shape[1:]:          # the first rollout, or another number of envs
+            self.running_return = torch.zeros(rewards.shape[1:], dtype=torch.float64, device=rewards.device)
+        G, returns = self.running_return, []
+        for r, end in zip(rewards.double(), ended):
+            G = self.cfg.gamma * G + r
+            returns.append(G)
+            G = torch.where(end, torch.zeros_like(G), G)
+        self.running_return = G
+        n, mean, var = self.return_moments.tolist()
+        g = torch.stack(returns).flatten()
+        m, total = len(g), n + len(g)
+        delta = g.mean().item() - mean
+        var = (n * var + m * g.var(unbiased=False).item() + delta ** 2 * n * m / total) / total  # parallel Welford
+        self.return_moments.copy_(torch.tensor([total, mean + delta * m / total, var], dtype=torch.float64))
 
     @property
     def reward_std(self):
-        """Std of every reward observed so far: rewards are divided by it."""
-        return math.sqrt(self.reward_moments[2].item()) + 1e-8
+        """Std of the discounted returns observed so far: rewards are divided by it."""
+        return math.sqrt(self.return_moments[2].item()) + 1e-8
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        # running_return's size is the number of envs of the run that saved it; a checkpoint written while rewards
+        # were scaled by the reward std (its 'reward_moments') starts the return moments afresh
+        if state_dict.pop(prefix + "reward_moments", None) is not None:
+            state_dict.setdefault(prefix + "return_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+            state_dict.setdefault(prefix + "running_return", torch.zeros(0, dtype=torch.float64))
+        if prefix + "running_return" in state_dict:
+            self.running_return = torch.zeros_like(state_dict[prefix + "running_return"])
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _value(self, c):
         # Clamped input: min-max ranges from a few demos are narrow (block cos-yaw spans ~0.01),
@@ -384,8 +407,8 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
         raise ValueError(f"ppo_update needs a full buffer: {buffer.t} of {buffer.T} decisions stored")
     last_value = dbp.check_shape("last_value", last_value, (buffer.N,), buffer["value"].device)
     (actor_opt, critic_opt), B = optimizers, buffer.T * buffer.N
-    agent.observe_rewards(buffer["reward"])
-    reward = buffer["reward"] / agent.reward_std                          # eq. (8), by the running reward std
+    agent.observe_rewards(buffer["reward"], buffer["terminated"] | buffer["truncated"])
+    reward = buffer["reward"] / agent.reward_std                          # eq. (8), by the running return std
     # the critic learns values of scaled rewards, so stored values are in scaled units already
     advantages, returns = gae(reward, buffer["value"], buffer["terminated"], buffer["truncated"],
                               buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
@@ -435,13 +458,15 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
 
 
 # ----------------------------------------------------------------------------- demo
-def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None):
+def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None, episode=1, offset=0.0):
     """Toy check of the whole loop. Stage 1 learns a = +-0.8 at random (whatever the obs); DBPO then
-    fine-tunes it on one-step episodes with reward -min(|a - target|, |a + target| + prefer), so both
+    fine-tunes it with reward -min(|a - target|, |a + target| + prefer) + offset per decision, so both
     modes should move inward to +-target and stay, even when prefer makes the positive (> 0) or negative
-    mode (< 0) pay a little more. An episode succeeds within 0.1 of +-target; its mode is the sign of a
-    (SuccessReplay). Returns the deployed policy's mean reward and fraction of positive actions, before
-    and after, and the last stats."""
+    mode (< 0) pay a little more. episode = 1: one-step episodes (terminated); episode > 1: episodes of that
+    many decisions that end only at the limit (truncated, bootstrapped from V), a dense reward when offset != 0.
+    A decision succeeds within 0.1 of +-target; its mode is the sign of a (SuccessReplay). Returns the deployed
+    policy's mean reward (without the offset) and fraction of positive actions, before and after, and the last
+    stats."""
     policy, _ = dbp.bimodal_toy(seed=seed)
 
     reward = lambda a: -np.minimum(np.abs(a - target), np.abs(a + target) + prefer)
@@ -454,17 +479,19 @@ def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None):
     n_envs, T = 64, 4
     buffer, successes = agent.make_buffer(T, n_envs), SuccessReplay(n_envs, cfg.imitation_capacity)
     optimizers, schedulers = make_optimizers(agent, cfg, iterations)
-    done, zero = torch.ones(n_envs, dtype=torch.bool), torch.zeros(n_envs)   # every episode is one decision
+    obs = lambda: torch.rand(n_envs, 1, 1) * 2 - 1
     for it in range(iterations):
-        for _ in range(T):
-            a, step = agent.act(torch.rand(n_envs, 1, 1) * 2 - 1)               # (N, Ta=1, Da=1)
-            r = reward(a[:, 0, 0])
-            buffer.add(**step, reward=r, terminated=done, truncated=~done, final_value=zero)
+        for t in range(T):
+            a, step = agent.act(obs())                                            # (N, Ta=1, Da=1)
+            end = torch.full((n_envs,), (it * T + t + 1) % episode == 0)
+            final_value = agent.value(obs()) if episode > 1 and end.all() else torch.zeros(n_envs)
+            buffer.add(**step, reward=reward(a[:, 0, 0]) + offset, terminated=end & (episode == 1),
+                       truncated=end & (episode > 1), final_value=final_value)
             successes.record(step["c"], step["z"], step["na"])
             for i in range(n_envs):
                 successes.end(i, min(abs(a[i, 0, 0] - target), abs(a[i, 0, 0] + target)) < 0.1, a[i, 0, 0] > 0)
-        stats = ppo_update(agent, buffer, zero, optimizers, schedulers, cfg, critic_only=it < cfg.critic_warmup_iters,
-                           replay=successes)
+        stats = ppo_update(agent, buffer, agent.value(obs()), optimizers, schedulers, cfg,
+                           critic_only=it < cfg.critic_warmup_iters, replay=successes)
         buffer.reset()
     return deployed(policy), deployed(agent.policy), stats
 

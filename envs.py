@@ -152,11 +152,15 @@ class PandaTableEnv(gym.Env):
     # Fixed cameras of obs_mode "pixels": target xyz (m), distance (m), yaw, pitch (deg), vertical field of view (deg)
     CAMERAS = [((0.45, 0.0, 0.0), 0.45, 90.0, -65.0, 60.0)]  # from beyond the table, towards the arm's base
 
-    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig(), obs_mode="state"):
-        assert render_mode in (None, "rgb_array"), f"render_mode must be None or 'rgb_array', got {render_mode!r}"
+    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig(), obs_mode="state", terminate_on_success=True):
+        """terminate_on_success=False: an episode ends only at the time limit (truncated), its rewards run on after a
+        success, and info["success"] says whether it succeeded at any step so far."""
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         self.render_mode, self.cfg, self.n_arms, self.obs_mode = render_mode, cfg, len(self.ARM_BASES), obs_mode
+        self.terminate_on_success, self.succeeded = bool(terminate_on_success), False
         self.cid = cid = p.connect(p.DIRECT)
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
         p.setGravity(0, 0, -9.81, physicsClientId=cid)
@@ -194,13 +198,16 @@ class PandaTableEnv(gym.Env):
         for arm, home in zip(self.arms, self.HOMES):
             arm.reset(home)
         self._reset_objects(self.np_random)
+        self.succeeded = False
         return self.get_obs(), {"success": False, "mode": -1}
 
     def step(self, action):
         self.apply_action(action)
         self.step_physics(self.n_substeps)
         obs, (reward, success, mode) = self.get_obs(), self.score()
-        return obs, float(reward), bool(success), False, {"success": bool(success), "mode": int(mode)}
+        self.succeeded = self.succeeded or bool(success)
+        return obs, float(reward), bool(success) and self.terminate_on_success, False, \
+            {"success": self.succeeded, "mode": int(mode)}
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -311,8 +318,8 @@ class PushEnv(BlockEnv):
     HOMES, n_modes, mode_names = [(0.37, 0.0, 0.10)], 2, ["left", "right"]  # EE behind the block, in line with pocket
     COMMITTED_M = 0.02  # info["mode"] names a side once the block is this far off y = 0 (starts within 1 cm)
 
-    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig(), obs_mode="state"):
-        super().__init__(render_mode, cfg, obs_mode)
+    def __init__(self, render_mode=None, cfg: SimConfig = SimConfig(), obs_mode="state", terminate_on_success=True):
+        super().__init__(render_mode, cfg, obs_mode, terminate_on_success)
         for (x, y), rgba in zip(self.GOALS, [[0.2, 0.7, 0.2, 0.5], [0.2, 0.3, 0.8, 0.5]]):  # visual-only discs
             vis = p.createVisualShape(p.GEOM_CYLINDER, radius=self.GOAL_RADIUS, length=0.002, rgbaColor=rgba,
                                       physicsClientId=self.cid)

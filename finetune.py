@@ -166,7 +166,8 @@ def finetune(cfg, ckpt, start=None):
                             task=task, stage="dbpo", train=state.state_dict(run.seconds))
 
     vec = gym.vector.AsyncVectorEnv([functools.partial(rollouts.make_chunk_env, task, policy.n_obs_steps,
-                                                       policy.n_action_steps, worker=True, obs_mode=policy.obs_mode)]
+                                                       policy.n_action_steps, worker=True, obs_mode=policy.obs_mode,
+                                                       terminate_on_success=not cfg.continue_after_success)]
                                     * cfg.n_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     state.agent.set_action_bounds(vec.single_action_space.low[0], vec.single_action_space.high[0])
     obs, _ = vec.reset(seed=seeds, options={"replay": replay})   # resumed: replays the episodes in progress

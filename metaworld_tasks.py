@@ -3,8 +3,9 @@
 Yu et al. 2019, "Meta-World" (Farama's v3 release). The protocol of DP3/MP1, on state: the goal-observable
 environment of a task with a fresh random layout at every reset (seeded here: reset(seed=s) always gives the same
 layout), the 39-dim state as observation, 4-dim actions in [-1, 1] (end-effector displacement, gripper effort),
-at most EPISODE_STEPS steps, success = info["success"] at any step. An episode ends at its first success
-(terminate_on_success=True: the success "at any step" is known then), or at the time limit as a truncation.
+at most EPISODE_STEPS steps, success = info["success"] at any step. An episode ends at its first success,
+or at the time limit as a truncation; with terminate_on_success=False only at the limit, info["success"] then
+saying whether any step so far succeeded.
 Demonstrations come from Meta-World's own scripted policies (make_expert; demonstrations.collect_demos keeps successes).
 GROUPS holds the hard and very hard tasks of the difficulty split that DP3 and MP1 use (after Seo et al. 2022).
 
@@ -78,15 +79,16 @@ class MetaWorldEnv(gym.Env):
         # Meta-World ignores reset's seed: its layout comes from env.seed's stream, seeded from ours.
         self.env.seed(int(self.np_random.integers(2 ** 31)) if seed is None else int(seed))
         obs, _ = self.env.reset()
-        self._obs, self.steps = obs.astype(np.float32), 0
+        self._obs, self.steps, self.succeeded = obs.astype(np.float32), 0, False
         return self._obs, {"success": False, "mode": -1}
 
     def step(self, action):
         obs, reward, _, _, info = self.env.step(np.clip(np.asarray(action, np.float32), -1.0, 1.0))
         self._obs, self.steps, success = obs.astype(np.float32), self.steps + 1, bool(info["success"])
+        self.succeeded = self.succeeded or success                       # success at any step so far
         terminated = success and self.terminate_on_success
         truncated = not terminated and self.steps >= self.max_steps
-        return self._obs, float(reward), terminated, truncated, {**info, "success": success, "mode": -1}
+        return self._obs, float(reward), terminated, truncated, {**info, "success": self.succeeded, "mode": -1}
 
     def state(self):
         """The current observation (39,): hand xyz, gripper, two objects' poses, the same one step back, the goal."""

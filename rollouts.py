@@ -73,11 +73,12 @@ class ChunkEnv(gym.Wrapper):
         return stack_obs(self.hist), total, terminated, truncated, info
 
 
-def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None, obs_mode="state"):
-    """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it."""
+def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None, obs_mode="state", **env_kwargs):
+    """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it.
+    env_kwargs go to the task's env (e.g. terminate_on_success=False)."""
     if worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return ChunkEnv(envs.make_env(task, render_mode, obs_mode=obs_mode), n_obs_steps, n_action_steps)
+    return ChunkEnv(envs.make_env(task, render_mode, obs_mode=obs_mode, **env_kwargs), n_obs_steps, n_action_steps)
 
 
 def stack_space(space, n):

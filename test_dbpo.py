@@ -185,14 +185,36 @@ def test_gae_matches_a_plain_reference_loop_with_termination_and_truncation():
     assert torch.allclose(ret, adv + values)
 
 
+def test_rewards_are_scaled_by_the_std_of_the_discounted_return_carried_across_rollouts_and_checkpoints():
+    agent, gamma = _agent(gamma=0.9), 0.9
+    rewards = torch.tensor([[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]])                     # (T, N)
+    ended = torch.tensor([[False, True], [False, False], [True, False]])
+    agent.observe_rewards(rewards[:2], ended[:2])                                       # two rollouts, one stream
+    agent.observe_rewards(rewards[2:], ended[2:])
+    returns = [1.0, -2.0, 0.5 + 0.9 * 1.0, 3.0, 2.0 + 0.9 * 1.4, 1.0 + 0.9 * 3.0]      # reset after an episode ends
+    assert agent.reward_std == pytest.approx(float(np.std(returns)), rel=1e-6)
+    assert agent.running_return.tolist() == pytest.approx([0.0, 3.7])                  # env 0 ended, env 1 runs on
+    again = _agent(gamma=gamma)
+    again.load_state_dict(agent.state_dict())                                           # a resumed run continues it
+    assert again.running_return.tolist() == pytest.approx([0.0, 3.7]) and again.reward_std == agent.reward_std
+    old = {k: v for k, v in agent.state_dict().items() if k not in ("return_moments", "running_return")}
+    again.load_state_dict({**old, "reward_moments": torch.tensor([5.0, 0.0, 4.0], dtype=torch.float64)})
+    assert again.running_return.numel() == 0 and again.reward_std == pytest.approx(1.0)  # older checkpoint: afresh
+
+
 # ----------------------------------------------------------------------------- bandit
-@pytest.mark.parametrize("prefer", [0.0, 0.1])
-def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions(prefer):
+@pytest.mark.parametrize("prefer, episode, offset", [(0.1, 1, 0.0), (0.0, 8, -1.0)])
+def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions(prefer, episode, offset):
     # Stage 1 learns a = +-0.8; the reward prefers +-0.6 (the positive mode by `prefer`); DBPO with
-    # its defaults must move the deployed mu(o, z) there and keep both modes.
-    before, after, _ = dbpo.bimodal_bandit(iterations=80, prefer=prefer)
+    # its defaults must move the deployed mu(o, z) there and keep both modes. The second case: episodes of 8
+    # decisions that only truncate, every reward shifted by -1 (a dense reward). Scaled by the per-decision
+    # reward std, its value loss was 548 and the reward reached -0.075; by the return std, 0.008 and -0.007.
+    before, after, stats = dbpo.bimodal_bandit(iterations=80, prefer=prefer, episode=episode, offset=offset)
     assert before["reward"] < -0.15 and after["reward"] > before["reward"] + 0.1, (before, after)
     assert 0.3 < after["positive"] < 0.7, after
+    assert stats["losses/value"] < 1.0, stats       # scaled returns: the critic's targets stay O(1)
+    if episode > 1:
+        assert after["reward"] > -0.04, after
 
 
 # ----------------------------------------------------------------------------- bad input: one clear line

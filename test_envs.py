@@ -140,6 +140,19 @@ def test_push_info_names_the_side_once_the_block_leaves_the_start_line():
         assert first < len(modes) - 1 and not any(s["success"] for s in seen[:first + 1])   # named before success
 
 
+@pytest.mark.parametrize("task", ["push", "lift"])
+def test_without_termination_on_success_an_episode_runs_to_its_limit_and_its_success_sticks(task):
+    ends, runs_on = envs.make_env(task), envs.make_env(task, terminate_on_success=False)
+    seed = envs.eval_seed(0, 0)
+    states, actions, info, _ = envs.expert_episode(ends, seed)
+    assert info["success"] and len(actions) < 60                                     # the expert ends it early
+    runs_on.reset(seed=seed)
+    outcomes = [runs_on.step(a)[2:] for a in np.concatenate([actions, np.repeat(actions[-1:], 60, axis=0)])[:60]]
+    assert [terminated for terminated, _, _ in outcomes] == [False] * 60 and outcomes[-1][1]   # truncated at 60
+    successes = [info["success"] for _, _, info in outcomes]
+    assert successes[len(actions) - 1] and all(successes[len(actions) - 1:])       # success at any step counts
+
+
 def test_push_experts_use_both_modes_and_averaging_them_fails():
     env = envs.make_env("push")
     u = env.unwrapped

@@ -107,6 +107,9 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, cli.DeviceConfig):
     iterations: int = option(800, "PPO iterations, each a rollout of n_envs x n_decisions then an update", ge=1)
     n_envs: int = option(8, "parallel environments N, each in its own worker process", ge=1)
     n_decisions: int = option(32, "decisions T per env per iteration; a decision executes Ta env steps", ge=1)
+    continue_after_success: bool = option(False, "rollout episodes end only at the time limit (truncated, bootstrapped "
+                                          "from V): rewards run on after a success, which counts at any step. "
+                                          "Evaluations still end at success")
     eval_every: int = option(40, "iterations between evaluations and checkpoints", ge=1)
     eval_episodes: int = option(100, "episodes of each evaluation, the same seeded resets every time", ge=1)
 
