@@ -71,8 +71,9 @@ def successful(demo):
     per_step = np.zeros(ends[-1], bool)
     for s, e, k in zip(np.concatenate([[0], ends[:-1]]), ends, keep):
         per_step[s:e] = k
-    out = {k: (v[per_step] if v.ndim and len(v) == ends[-1] else v[keep] if v.ndim and len(v) == len(ends) else v)
-           for k, v in demo.items() if k != "episode_ends"}
+    cut = lambda v: v if not isinstance(v, np.ndarray) or not v.ndim else v[per_step] if len(v) == ends[-1] else \
+        v[keep] if len(v) == len(ends) else v                                 # a dataset's "source" stays as it is
+    out = {k: cut(v) for k, v in demo.items() if k != "episode_ends"}
     out["episode_ends"] = np.cumsum(np.diff(np.concatenate([[0], ends]))[keep])
     return out
 
@@ -94,21 +95,39 @@ def make_windows(demo, n_obs_steps, horizon, obs_mode="state"):
 
 
 # ----------------------------------------------------------------------------- training windows
+def read_demos(cfg, task):
+    """The successful episodes of cfg.dataset (dataset_io.read_dataset: LeRobot v3, robomimic or npz; the demo dict
+    keeps its "source") or of cfg.demos_file, checked against the task's obs and action dims."""
+    flag, path = ("--dataset", cfg.dataset) if getattr(cfg, "dataset", "") else ("--demos-file", cfg.demos_file)
+    keys = lambda text: [k for k in text.split(",") if k]
+    try:
+        if flag == "--dataset":
+            import dataset_io   # pyarrow, av and h5py load only for a dataset
+            demo = dataset_io.read_dataset(path, obs_keys=keys(cfg.dataset_obs_keys) or None,
+                                           action_key=cfg.dataset_action_key or None,
+                                           image_keys=keys(cfg.dataset_image_keys), min_length=1)
+            del demo["fps"]
+        else:
+            demo = envs.load_demos(path)
+        demo = successful(demo)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {flag}: {e}")
+    env = envs.make_env(task).unwrapped
+    dims, want = (demo["obs"].shape[1], demo["actions"].shape[1]), (env.state_space.shape[0], env.action_space.shape[0])
+    env.close()
+    if dims != want or (cfg.obs == "pixels" and "image" not in demo):
+        sys.exit(f"error: {flag} {path} holds obs/action dims {dims}" + (" without images" if dims == want else "")
+                 + f"; task {task!r} with --obs {cfg.obs} needs {want}")
+    return demo
+
+
 def load_windows(cfg, task):
     """The demonstrations of a task as training windows: (demo, obs (N, To, Do), actions (N, Th, Da)); with
-    cfg.obs "pixels", obs is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, Do)}. The demos are
-    cfg.demos_file's successful episodes if given, else cfg.demos of the scripted expert's (collected once, cached)."""
-    if getattr(cfg, "demos_file", ""):
-        try:
-            demo = successful(envs.load_demos(cfg.demos_file))
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: --demos-file: {e}")
-        env = envs.make_env(task).unwrapped
-        dims, want = (demo["obs"].shape[1], demo["actions"].shape[1]), (env.state_space.shape[0], env.action_space.shape[0])
-        env.close()
-        if dims != want or (cfg.obs == "pixels" and "image" not in demo):
-            sys.exit(f"error: --demos-file {cfg.demos_file} holds obs/action dims {dims}"
-                     + (" without images" if dims == want else "") + f"; task {task!r} with --obs {cfg.obs} needs {want}")
+    cfg.obs "pixels", obs is {"image": (N, To, V, 3, H, W) uint8, "agent_pos": (N, To, Do)}. The demos are those of
+    cfg.dataset or cfg.demos_file if given (read_demos), else cfg.demos of the scripted expert's (collected once,
+    cached)."""
+    if getattr(cfg, "dataset", "") or getattr(cfg, "demos_file", ""):
+        demo = read_demos(cfg, task)
     else:
         demo = envs.load_demos(collect_demos(task, cfg.demos, seed=cfg.seed, cache_dir=cfg.demo_dir, obs_mode=cfg.obs))
     obs, actions = make_windows(demo, cfg.n_obs_steps, cfg.horizon, cfg.obs)

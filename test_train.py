@@ -28,6 +28,36 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 # ----------------------------------------------------------------------------- stage pretrain
+def test_a_robomimic_file_made_by_h5py_trains_through_dataset_and_the_checkpoint_names_its_keys(tmp_path):
+    import h5py
+    import demonstrations
+    import envs
+    demo = envs.load_demos(demonstrations.collect_demos("push", 4, seed=0, cache_dir=str(tmp_path), progress=False))
+    starts, path = np.concatenate([[0], demo["episode_ends"][:-1]]), str(tmp_path / "push.hdf5")
+    with h5py.File(path, "w") as f:                              # robomimic's layout, written without our code
+        for i, (s, e) in enumerate(zip(starts, demo["episode_ends"])):
+            f[f"data/demo_{i}/actions"] = demo["actions"][s:e]
+            f[f"data/demo_{i}/obs/eef"], f[f"data/demo_{i}/obs/block"] = demo["obs"][s:e, :4], demo["obs"][s:e, 4:]
+        f["mask/train"] = np.array([b"demo_0", b"demo_2", b"demo_3"])
+    out = tmp_path / "run"
+    result = train.main(["--stage", "pretrain", *TINY, "--steps", "20", "--dataset", path, "--dataset-obs-keys",
+                         "eef,block", "--task", "push", "--out", str(out)])
+    assert result["dataset"] == path and result["demos"] == 3                         # the train split only
+    ckpt = dbp.load_checkpoint(str(out / "ckpt.pt"))
+    assert ckpt["dataset"]["format"] == "robomimic" and ckpt["dataset"]["obs_keys"] == ["eef", "block"]
+    cfg = train.PretrainConfig(dataset=path, dataset_obs_keys="eef,block", n_obs_steps=2, horizon=8)
+    _, obs, actions = demonstrations.load_windows(cfg, "push")
+    keep = {k: v for k, v in demo.items() if k not in ("episode_ends", "modes", "version")}
+    ends = demo["episode_ends"]
+    cut = np.concatenate([np.arange(s, e) for i, (s, e) in enumerate(zip(starts, ends)) if i != 1])
+    want = demonstrations.make_windows(dict(keep, obs=demo["obs"][cut], actions=demo["actions"][cut],
+                                            episode_ends=np.cumsum(np.diff(np.concatenate([[0], ends]))[[0, 2, 3]])), 2, 8)
+    assert np.array_equal(obs.numpy(), want[0]) and np.array_equal(actions.numpy(), want[1])   # the same windows
+    with pytest.raises(SystemExit, match=r"--dataset: .*no data/demo_0/obs/nope; .* holds \[.block., .eef.\]"):
+        train.main(["--stage", "pretrain", *TINY, "--dataset", path, "--dataset-obs-keys", "eef,nope", "--task", "push",
+                    "--out", str(tmp_path / "bad")])
+
+
 def _train(tmp_path, *args, **kw):
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", *TINY,
            "--demo-dir", str(tmp_path / "demos"), *args]

@@ -87,6 +87,14 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, cli.DeviceConfig):
     eval_episodes_periodic: int = option(10, "episodes per periodic evaluation", ge=1)
     demos_file: str = option("", "train on the successful episodes of this demo file (robot.py --record's, or envs' "
                              "format) instead of the scripted expert's demos (--demos, --demo-dir unused)")
+    dataset: str = option("", "train on this dataset instead of the scripted expert's demos: a LeRobot v3 directory, a "
+                          "robomimic .hdf5 or an .npz demo file (the format from the path); its successful episodes "
+                          "where it labels them. Its obs and action dims must be the task's")
+    dataset_obs_keys: str = option("", "--dataset's observation keys, comma-separated, concatenated in order ('': "
+                                   "observation.state for LeRobot; robomimic needs them)")
+    dataset_action_key: str = option("", "--dataset's action key ('': action for LeRobot, actions for robomimic)")
+    dataset_image_keys: str = option("", "--dataset's camera keys, comma-separated, for --obs pixels (LeRobot's are "
+                                     "decoded from their mp4)")
 
 
 # --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
@@ -261,6 +269,11 @@ def pretrain_steps(cfg, state, run, data, loss_fn, share, group):
         run.step(step, row and {**row, "train_seconds": f"{run.seconds:.1f}"})
 
 
+def dataset_source(demo):
+    """{"dataset": the format, path, keys and per-step shapes read} for a --dataset run's checkpoint, else {}."""
+    return {"dataset": demo["source"]} if "source" in demo else {}
+
+
 def pretrain(cfg, ckpt):
     """Stage 1: DBP from the task's demonstrations (under torchrun, data parallel), then the main process evaluates
     the EMA policy. ckpt: the run's own checkpoint for --resume, else None. Returns eval.json's dict (None on the
@@ -276,7 +289,7 @@ def pretrain(cfg, ckpt):
 
     def save():
         dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.ema.model, run_config=dataclasses.asdict(cfg),
-                            task=cfg.task, train=state.state_dict(run.seconds))
+                            task=cfg.task, train=state.state_dict(run.seconds), **dataset_source(demo))
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
     run = run_dir.Run(cfg, "pretrain", keys, state.step, cfg.steps, state.seconds, save, main=rank == 0)
@@ -299,7 +312,7 @@ def pretrain(cfg, ckpt):
     train_seconds, t1 = run.seconds, time.time()
     result = run_dir.evaluate(state.ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
     result.update(task=cfg.task, steps=state.step, demos=len(demo["episode_ends"]), demos_file=cfg.demos_file or None,
-                  train_seconds=round(train_seconds, 1),
+                  dataset=cfg.dataset or None, train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
     return run.finish(result, dict(step=state.step, success_rate=result["success_rate"],
                                    train_seconds=f"{train_seconds:.1f}"))
