@@ -98,6 +98,8 @@ def make_windows(demo, n_obs_steps, horizon, obs_mode="state"):
 def read_demos(cfg, task):
     """The successful episodes of cfg.dataset (dataset_io.read_dataset: LeRobot v3, robomimic or npz; the demo dict
     keeps its "source") or of cfg.demos_file, checked against the task's obs and action dims."""
+    if getattr(cfg, "dataset", "") and cfg.demos_file:
+        sys.exit("error: --dataset and --demos-file both given; pass one (--dataset reads npz demo files too)")
     flag, path = ("--dataset", cfg.dataset) if getattr(cfg, "dataset", "") else ("--demos-file", cfg.demos_file)
     keys = lambda text: [k for k in text.split(",") if k]
     try:
