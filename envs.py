@@ -13,6 +13,7 @@ Demo files: load_demos reads and checks them; demonstrations.py makes the expert
 rollouts.py runs a chunk policy's episodes (ChunkEnv) and evaluates it.
 
     python envs.py --episodes 5    # the scripted expert on each task: success and env steps per second
+    python envs.py --export DIR --task push --demos 200    # those demos as a LeRobot v3 dataset (lerobot_writer)
 """
 
 import argparse
@@ -542,7 +543,20 @@ if __name__ == "__main__":
     parser.add_argument("--task", default="all", help=f"one of {sorted(TASKS)} or 'all'")
     parser.add_argument("--episodes", type=int, default=5, help="expert episodes per task")
     parser.add_argument("--obs", default="state", choices=OBS_MODES, help="observations (pixels: the render cost shows)")
+    parser.add_argument("--export", metavar="DIR", help="write --demos scripted demos of --task (seed 0, the cache of "
+                        "demonstrations.py) to DIR as a LeRobot v3 dataset, instead of the check above")
+    parser.add_argument("--demos", type=int, default=200, help="demos that --export writes")
     args = parser.parse_args()
+    if args.export:
+        import warnings
+        with warnings.catch_warnings():    # importing demonstrations imports this file again, as envs: its
+            warnings.simplefilter("ignore")    # registration of the tasks replaces this one's, which is what we want
+            import demonstrations, lerobot_writer
+        short = resolve_task("push" if args.task == "all" else args.task)[0]
+        demo = load_demos(demonstrations.collect_demos(short, args.demos, obs_mode=args.obs))
+        lerobot_writer.write_lerobot(args.export, demo, fps=round(SimConfig().control_hz), task=TASKS[short])
+        print(f"wrote {len(demo['episode_ends'])} {short} demos to {args.export} (LeRobot v3)")
+        raise SystemExit(0)
     for short in sorted(TASKS) if args.task == "all" else [resolve_task(args.task)[0]]:
         env, t0 = make_env(short, obs_mode=args.obs), time.perf_counter()
         episodes = [expert_episode(env, eval_seed(0, i)) for i in range(args.episodes)]
