@@ -538,7 +538,8 @@ def write_video(path, frames, fps):
 
 # ----------------------------------------------------------------------------- quick demo
 
-if __name__ == "__main__":
+def main(argv=None):
+    """The command line: the expert check of every task, or --export."""
     parser = argparse.ArgumentParser(description="Run the scripted expert on each task; print success and speed.")
     parser.add_argument("--task", default="all", help=f"one of {sorted(TASKS)} or 'all'")
     parser.add_argument("--episodes", type=int, default=5, help="expert episodes per task")
@@ -546,7 +547,7 @@ if __name__ == "__main__":
     parser.add_argument("--export", metavar="DIR", help="write --demos scripted demos of --task (seed 0, the cache of "
                         "demonstrations.py) to DIR as a LeRobot v3 dataset, instead of the check above")
     parser.add_argument("--demos", type=int, default=200, help="demos that --export writes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.export:
         import warnings
         with warnings.catch_warnings():    # importing demonstrations imports this file again, as envs: its
@@ -556,7 +557,7 @@ if __name__ == "__main__":
         demo = load_demos(demonstrations.collect_demos(short, args.demos, obs_mode=args.obs))
         lerobot_writer.write_lerobot(args.export, demo, fps=round(SimConfig().control_hz), task=TASKS[short])
         print(f"wrote {len(demo['episode_ends'])} {short} demos to {args.export} (LeRobot v3)")
-        raise SystemExit(0)
+        return
     for short in sorted(TASKS) if args.task == "all" else [resolve_task(args.task)[0]]:
         env, t0 = make_env(short, obs_mode=args.obs), time.perf_counter()
         episodes = [expert_episode(env, eval_seed(0, i)) for i in range(args.episodes)]
@@ -565,3 +566,7 @@ if __name__ == "__main__":
               f"success {sum(i['success'] for i in infos)}/{args.episodes} steps/ep {n_steps / args.episodes:.1f} env steps/s "
               f"{n_steps / (time.perf_counter() - t0):.0f} final modes {[i['mode'] for i in infos]}")
         env.close()
+
+
+if __name__ == "__main__":
+    main()

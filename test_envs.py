@@ -183,13 +183,10 @@ def test_unknown_task_is_a_clear_error():
         envs.make_env("nope")
 
 
-def test_export_writes_the_scripted_demos_as_a_lerobot_dataset_that_reads_back_equal(tmp_path):
-    import subprocess
-    import sys
+def test_export_writes_the_scripted_demos_as_a_lerobot_dataset_that_reads_back_equal(tmp_path, monkeypatch, capsys):
     import dataset_io
-    here = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, os.path.join(here, "envs.py"), "--export", "ds", "--task", "lift", "--demos",
-                          "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and "wrote 2 lift demos to ds (LeRobot v3)" in out.stdout, out.stderr[-500:]
+    monkeypatch.chdir(tmp_path)
+    envs.main(["--export", "ds", "--task", "lift", "--demos", "2"])
+    assert "wrote 2 lift demos to ds (LeRobot v3)" in capsys.readouterr().out
     back, source = dataset_io.read_dataset(tmp_path / "ds"), envs.load_demos(str(tmp_path / "demos" / "lift_n2_s0.npz"))
     assert back["fps"] == 10 and all(np.array_equal(back[k], source[k]) for k in ("obs", "actions", "episode_ends"))
