@@ -462,7 +462,7 @@ def make_expert(env, rng, noise_m=0.004):
     return {PushEnv: PushExpert, LiftEnv: GraspExpert, BimanualEnv: GraspExpert}[cls](cls, rng, noise_m)
 
 
-# ----------------------------------------------------------------------------- seeds, demo files, videos
+# ----------------------------------------------------------------------------- seeds, demo files
 
 DEMO_VERSION = 2  # of the experts: a cached demo file of another version is regenerated (2: push's AHEAD, LATERAL)
 
@@ -520,20 +520,6 @@ def load_demos(path):
         raise ValueError(f"{path}: expected image (T={len(obs)}, V, 3, H, W) uint8 and agent_pos (T, P), got "
                          f"{data['image'].shape} {data['image'].dtype} and {data.get('agent_pos', np.zeros(0)).shape}")
     return data
-
-
-def video_name(task, reset_seed, outcome):
-    """File name of an episode's video, e.g. push_seed3_success-left.gif."""
-    return f"{resolve_task(task)[0]}_seed{reset_seed}_{outcome}.gif"
-
-
-def write_video(path, frames, fps):
-    """Frames [(H, W, 3) uint8] -> animated GIF at fps (plays in any browser), written atomically."""
-    from PIL import Image  # only here: no imaging cost unless a video is asked for
-    import dbp  # only here: importing envs loads no torch
-    images = [Image.fromarray(f) for f in frames]
-    dbp.atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                      duration=round(1000 / fps), loop=0))
 
 
 # ----------------------------------------------------------------------------- quick demo

@@ -40,6 +40,7 @@ import torch
 import cli
 import dbp
 import envs
+import rollouts
 from dbp import option
 from robot_camera import SimCamera, ThreadCamera, opencv_grab
 from robot_io import (ACTION_DIM, FAULTS, N_ARMS, OBS_DIM, POLICY_HZ, TASK, InlinePolicy, PolicyWorker, SimBackend,
@@ -212,7 +213,7 @@ def _run_episodes(cfg, robot, worker, camera, safety, lat, totals, outcomes, t_s
         if recorder is not None:
             recorder.end(outcome)
         if frames:
-            envs.write_video(os.path.join(cfg.video_dir, envs.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
+            rollouts.write_video(os.path.join(cfg.video_dir, rollouts.video_name(TASK, seed, outcome)), frames, POLICY_HZ)
         n_done = sum(o in ("success", "timeout") for o in outcomes)
         if fault is not None or outcome == "unfinished" or 0 < cfg.episodes <= n_done:
             return fault                                       # a fault, the run's time is up, or its episodes done

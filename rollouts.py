@@ -73,6 +73,20 @@ class ChunkEnv(gym.Wrapper):
         return stack_obs(self.hist), total, terminated, truncated, info
 
 
+def video_name(task, reset_seed, outcome):
+    """File name of an episode's video, e.g. push_seed3_success-left.gif."""
+    return f"{envs.resolve_task(task)[0]}_seed{reset_seed}_{outcome}.gif"
+
+
+def write_video(path, frames, fps):
+    """Frames [(H, W, 3) uint8] -> animated GIF at fps (plays in any browser), written atomically."""
+    from PIL import Image  # only here: no imaging cost unless a video is asked for
+    import dbp  # only here: rollouts without videos load no torch
+    images = [Image.fromarray(f) for f in frames]
+    dbp.atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                      duration=round(1000 / fps), loop=0))
+
+
 def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None, obs_mode="state", **env_kwargs):
     """ChunkEnv of a task; worker=True (vector-env worker) ignores Ctrl-C: only the trainer of the group handles it.
     env_kwargs go to the task's env (e.g. terminate_on_success=False)."""
@@ -101,7 +115,7 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video
     Episode i resets with envs.eval_seed(seed, i). A sampling policy should use a seeded stream, for repeatability.
     batch: episodes run in lockstep, one predict_action call for all that are still running (a multi-step
     sampler pays its NFE once per decision instead of once per episode; batch 1 queries one at a time).
-    The first `video` episodes are rendered to GIFs in video_dir (envs.video_name: reset seed and outcome)."""
+    The first `video` episodes are rendered to GIFs in video_dir (video_name: reset seed and outcome)."""
     To, Ta = policy.n_obs_steps, policy.n_action_steps
     group = [make_chunk_env(task, To, Ta, render_mode="rgb_array" if video else None,
                             obs_mode=getattr(policy, "obs_mode", "state"))
@@ -126,7 +140,7 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video
                     if env.frames is not None:
                         outcome = "failure" if not info["success"] else \
                             f"success-{names[info['mode']]}" if names else "success"
-                        envs.write_video(os.path.join(video_dir, envs.video_name(task, envs.eval_seed(seed, i), outcome)),
+                        write_video(os.path.join(video_dir, video_name(task, envs.eval_seed(seed, i), outcome)),
                                          env.frames, env.metadata["render_fps"])
     bar.close()
     for env in group:
