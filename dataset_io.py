@@ -28,6 +28,7 @@ DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"   # the writer's one episodes file (the reader takes any)
 STATE_KEY, ENV_STATE_KEY, ACTION_KEY = "observation.state", "observation.environment_state", "action"
+STAMP_KEY = "stamp_s"   # ours (robot.py --record's): each frame's measured time since its episode's first
 CAMERA_KEY = "observation.images.cam{}"    # the writer's camera v
 INDEX_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")   # LeRobot's per-frame bookkeeping
 
@@ -80,12 +81,12 @@ def _lerobot_episodes(root, info, video_keys):
     total_episodes are a killed write's), and where each is ("<file> episode_index i")."""
     need = ["episode_index", "length", "dataset_from_index", "dataset_to_index", "data/chunk_index", "data/file_index"]
     need += [f"videos/{k}/{c}" for k in video_keys for c in ("chunk_index", "file_index", "from_timestamp")]
-    cols, where = {k: [] for k in need + ["mode", "success"]}, []
+    cols, where = {k: [] for k in need + ["mode", "success", "seed"]}, []
     for path in sorted(glob.glob(os.path.join(root, "meta", "episodes", "chunk-*", "file-*.parquet"))):
         table = read_parquet(path)
         if missing := [k for k in need if k not in table.column_names]:
             raise ValueError(f"{path}: no column {missing[0]!r}; it has {table.column_names}")
-        for k in cols:   # mode and success are ours (robot.py --record's); LeRobot's own datasets have neither
+        for k in cols:   # mode, success, seed are ours (robot.py --record's); LeRobot's own datasets have none
             cols[k].append(parquet_column(table, k, path)[:, 0] if k in table.column_names else np.full(len(table), None))
         where += [f"{path} episode_index {i}" for i in table.column("episode_index").to_pylist()]
     cols, n = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}, info.get("total_episodes", 0)
@@ -165,7 +166,8 @@ def _read_lerobot(root, obs_keys, action_key, image_keys, state_key):
             raise ValueError(f"{info_path}: {key!r} is a {features[key]['dtype']!r} feature; image_keys take the "
                              "'video' ones, obs_keys and action_key the vectors")
     eps, where = _lerobot_episodes(root, info, image_keys)
-    cols = _lerobot_columns(root, info, eps, low_dim + ["timestamp"])
+    stamped = [STAMP_KEY] * (STAMP_KEY in features)
+    cols = _lerobot_columns(root, info, eps, low_dim + ["timestamp"] + stamped)
     demo = {"obs": np.concatenate([cols[k] for k in obs_keys], axis=1), "actions": cols[action_key],
             "modes": np.where(eps["mode"] == None, -1, eps["mode"]).astype(np.int64)}   # noqa: E711 (object array)
     if image_keys:
@@ -173,8 +175,11 @@ def _read_lerobot(root, obs_keys, action_key, image_keys, state_key):
         if len({v.shape for v in views}) > 1:
             raise ValueError(f"{root}: cameras {image_keys} differ in size: {[v.shape[1:] for v in views]}")
         demo.update(image=np.stack(views, axis=1), agent_pos=cols[state_key])
-    if not any(s is None for s in eps["success"]):
-        demo["success"] = eps["success"].astype(bool)
+    for key, name, kind in (("success", "success", bool), ("seed", "seeds", np.int64)):
+        if not any(s is None for s in eps[key]):
+            demo[name] = eps[key].astype(kind)
+    if stamped:
+        demo["stamps_s"] = cols[STAMP_KEY][:, 0]
     shapes = {k: list(cols[k].shape[1:]) for k in low_dim} | {k: list(demo["image"].shape[2:]) for k in image_keys}
     return demo, eps["length"], where, info.get("fps"), shapes
 

@@ -409,7 +409,7 @@ class DriftNet(nn.Module):
     paper's 1-D conv U-Net at batch 1, and the tasks here are low-dimensional. c may hold one
     row per observation, (B, 1, To*Do), against z (B, G, L): the condition path then runs
     once per observation and broadcasts over the G samples (SiLU, not Mish: 4x faster on CPU).
-    NumpyPolicy below mirrors this forward pass: change the two together.
+    numpy_policy.NumpyPolicy mirrors this forward pass: change the two together.
     """
 
     def __init__(self, noise_dim, cond_dim, hidden_dim, n_blocks):
@@ -554,59 +554,6 @@ class DBPPolicy(nn.Module):
         except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
             raise ValueError(f"checkpoint weights do not match its config: {str(e)[:500]}") from None
         return policy.eval()
-
-
-# ----------------------------------------------------------------------------- NumPy mirror
-class NumpyPolicy:
-    """DBPPolicy.predict_action with the same weights in NumPy, DriftNet.forward op for op (tested
-    equal to 1e-5), for real-time loops: between ticks torch ops go cold (~50 us each; the torch
-    forward took 2.3 ms in robot.py's loop against 0.6 ms back to back), a NumPy op ~15 us."""
-
-    def __init__(self, policy):
-        if policy.encoder is not None:
-            raise ValueError("NumpyPolicy mirrors the state network only; a pixel policy runs in torch (predict_action)")
-        self.n_obs_steps, self.n_action_steps, self.executed = policy.n_obs_steps, policy.n_action_steps, policy.executed
-        self.shape = (policy.horizon, policy.action_dim)
-        w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in policy.state_dict().items()}
-        lin = lambda name: (np.ascontiguousarray(w[f"{name}.weight"].T), w[f"{name}.bias"])  # x @ W.T + b
-        self.obs_center, self.obs_half_range = w["normalizer.obs_center"], w["normalizer.obs_half_range"]
-        self.act_center, self.act_half_range = w["normalizer.act_center"], w["normalizer.act_half_range"]
-        self.cond0, self.cond2, self.inp, self.out1 = lin("net.cond.0"), lin("net.cond.2"), lin("net.inp"), lin("net.out.1")
-        self.out_norm = (w["net.out.0.weight"], w["net.out.0.bias"])
-        self.blocks = [(lin(f"net.blocks.{i}.film"), lin(f"net.blocks.{i}.fc1"), lin(f"net.blocks.{i}.fc2"))
-                       for i in range(len(policy.net.blocks))]
-        self.rng = np.random.default_rng(torch.initial_seed())
-
-    @staticmethod
-    def _norm(x):  # LayerNorm without affine, eps as torch's default
-        x = x - x.mean(-1, keepdims=True)
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
-
-    def predict_action(self, obs, noise=None):
-        """obs (B, To, Do) raw -> (B, Th, Da) raw, one network evaluation, z ~ N(0, I) unless given.
-        Bad obs (shape, dtype, NaN) and a non-finite chunk are ValueErrors, as in DBPPolicy.predict_action."""
-        silu = lambda x: x * 0.5 * (1.0 + np.tanh(0.5 * x))  # x * sigmoid(x), overflow-free
-        affine = lambda x, wb: x @ wb[0] + wb[1]
-        obs = np.asarray(obs)
-        if obs.dtype.kind not in "fiu" or obs.shape[1:] != (self.n_obs_steps, len(self.obs_center)) or not len(obs):
-            raise ValueError(f"obs must be real numbers shaped (B, {self.n_obs_steps}, {len(self.obs_center)}), "
-                             f"B >= 1; got {obs.dtype} {obs.shape}")
-        B = len(obs)
-        c = ((obs - self.obs_center) / self.obs_half_range).reshape(B, -1).astype(np.float32)  # (B, To*Do)
-        z = self.rng.standard_normal((B, self.shape[0] * self.shape[1]), np.float32) if noise is None \
-            else np.asarray(noise, np.float32).reshape(B, -1)                                  # (B, Th*Da)
-        e = affine(silu(affine(c, self.cond0)), self.cond2)
-        h = affine(np.concatenate([z, c], axis=-1), self.inp)
-        for film, fc1, fc2 in self.blocks:
-            gamma, beta = np.split(affine(e, film), 2, axis=-1)
-            h = h + affine(silu(affine(self._norm(h) * (1 + gamma) + beta, fc1)), fc2)
-        nact = affine(self._norm(h) * self.out_norm[0] + self.out_norm[1], self.out1)
-        actions = nact.reshape(B, *self.shape) * self.act_half_range + self.act_center
-        if not np.isfinite(actions).all():      # checked once, at the output, which NaN or inf in obs reaches
-            if not np.isfinite(obs).all():
-                raise ValueError("obs contains NaN or inf")
-            raise ValueError("predict_action: the chunk is not finite: obs far outside the training data?")
-        return actions
 
 
 # ----------------------------------------------------------------------------- EMA and checkpoints

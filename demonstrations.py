@@ -108,15 +108,22 @@ def read_demos(cfg, task):
             demo = dataset_io.read_dataset(path, obs_keys=keys(cfg.dataset_obs_keys) or None,
                                            action_key=cfg.dataset_action_key or None,
                                            image_keys=keys(cfg.dataset_image_keys), min_length=1)
-            del demo["fps"]
         else:
             demo = envs.load_demos(path)
+        fps = demo.pop("fps", None)
         demo = successful(demo)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {flag}: {e}")
+    if not task:   # no env to check against
+        if cfg.obs == "pixels" and "image" not in demo:
+            sys.exit(f"error: {flag} {path} holds no images; --obs pixels needs --dataset-image-keys")
+        return demo
     env = envs.make_env(task).unwrapped
     dims, want = (demo["obs"].shape[1], demo["actions"].shape[1]), (env.state_space.shape[0], env.action_space.shape[0])
+    task_fps = env.metadata["render_fps"]   # env steps per second: a frame per step
     env.close()
+    if fps is not None and round(fps) != task_fps:
+        sys.exit(f"error: {flag} {path} was recorded at {fps} fps; task {task!r} steps at {task_fps} Hz")
     if dims != want or (cfg.obs == "pixels" and "image" not in demo):
         sys.exit(f"error: {flag} {path} holds obs/action dims {dims}" + (" without images" if dims == want else "")
                  + f"; task {task!r} with --obs {cfg.obs} needs {want}")

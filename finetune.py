@@ -34,6 +34,8 @@ def load_stage1(cfg, given):
     ckpt = dbp.load_checkpoint(path)
     if "task" not in ckpt:
         raise ValueError(f"{path} is missing the field 'task' (not written by train.py?)")
+    if ckpt["task"] is None:
+        raise ValueError(f"{path} was trained on a dataset without --task: DBPO needs a task's env to roll out in")
     if "task" in given and envs.resolve_task(cfg.task)[0] != ckpt["task"]:
         raise ValueError(f"--task {cfg.task} disagrees with the task of {path} ({ckpt['task']})")
     cfg.task = ckpt["task"]                                           # the run's config records the real task

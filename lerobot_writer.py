@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from dataset_io import (ACTION_KEY, CAMERA_KEY, CODEBASE_VERSION, DATA_PATH, ENV_STATE_KEY, EPISODES_PATH, INDEX_KEYS,
-                        STATE_KEY, VIDEO_PATH, parquet_column, read_dataset, read_info, read_parquet)
+                        STAMP_KEY, STATE_KEY, VIDEO_PATH, parquet_column, read_dataset, read_info, read_parquet)
 
 CHUNKS_SIZE, DATA_FILE_MB, VIDEO_FILE_MB = 1000, 100, 200   # files per chunk dir; a file is closed past this size (MB)
 VIDEO_OPTIONS = {"crf": "18", "g": "2", "bf": "0"}   # libx264: near-lossless, a keyframe every 2 (LeRobot seeks), no B
@@ -121,9 +121,12 @@ class LeRobotWriter:
     what a killed writer left past info.json's totals). fps: an integer, as info.json holds; state_dim, action_dim:
     observation.state and action sizes; image_shape (V, 3, H, W), H and W even: cameras observation.images.cam0...
     as mp4; env_state_dim: an observation.environment_state (a sim's full state where observation.state is the arms'
-    own pose, as in pixel demos); task: the episodes' instruction, in meta/tasks.parquet."""
+    own pose, as in pixel demos); task: the episodes' instruction, in meta/tasks.parquet; stamped: a per-frame
+    stamp_s column, each frame's measured time (s) since its episode's first (a recording's clock, beside LeRobot's
+    nominal timestamp = frame_index / fps)."""
 
-    def __init__(self, root, fps, state_dim, action_dim, image_shape=None, env_state_dim=None, task="demonstration"):
+    def __init__(self, root, fps, state_dim, action_dim, image_shape=None, env_state_dim=None, task="demonstration",
+                 stamped=False):
         if not (isinstance(fps, (int, float, np.integer)) and fps > 0 and float(fps).is_integer()):
             raise ValueError(f"fps must be a positive integer (LeRobot's info.json holds an int), got {fps!r}")
         for name, d in (("state_dim", state_dim), ("action_dim", action_dim), ("env_state_dim", env_state_dim or 1)):
@@ -134,7 +137,7 @@ class LeRobotWriter:
             raise ValueError(f"image_shape must be (V, 3, H, W) with H and W even (yuv420p video), got {image_shape}")
         self.root, self.fps, self.task, self.closed = os.fspath(root), int(fps), str(task), False
         self.dims = {STATE_KEY: int(state_dim)} | ({ENV_STATE_KEY: int(env_state_dim)} if env_state_dim else {}) | {
-            ACTION_KEY: int(action_dim)}
+            ACTION_KEY: int(action_dim)} | ({STAMP_KEY: 1} if stamped else {})
         self.image_shape = None if image_shape is None else tuple(int(n) for n in image_shape)
         self.cameras = [CAMERA_KEY.format(v) for v in range(self.image_shape[0])] if image_shape is not None else []
         self.info = {"codebase_version": CODEBASE_VERSION, "robot_type": None, "total_episodes": 0, "total_frames": 0,
@@ -208,25 +211,29 @@ class LeRobotWriter:
             return c + (f + 1) // CHUNKS_SIZE, (f + 1) % CHUNKS_SIZE
         return chunk_file
 
-    def add_episode(self, states, actions, images=None, env_states=None, mode=-1, success=None):
+    def add_episode(self, states, actions, images=None, env_states=None, mode=-1, success=None, seed=None,
+                    stamps_s=None):
         """Append an episode: states (T, state_dim), actions (T, action_dim), images (T, V, 3, H, W) uint8 (with
-        image_shape), env_states (T, env_state_dim) (with env_state_dim); mode: its mode (-1: unknown); success:
-        whether it succeeded (None: not recorded). It is on disk, whole, when this returns."""
-        self._commit([self._episode(states, actions, images, env_states, mode, success)])
+        image_shape), env_states (T, env_state_dim) (with env_state_dim), stamps_s (T,) (stamped); mode: its mode
+        (-1: unknown); success: whether it succeeded, seed: its reset seed (None: not recorded). It is on disk, whole,
+        when this returns."""
+        self._commit([self._episode(states, actions, images, env_states, mode, success, seed, stamps_s)])
 
     def close(self):
         """Every episode added is on disk already; later add_episode calls raise."""
         self.closed = True
 
-    def _episode(self, states, actions, images, env_states, mode, success):
-        """An episode's arguments, checked: {feature: (T, d) float32, "images", "mode", "success"}."""
+    def _episode(self, states, actions, images, env_states, mode, success, seed=None, stamps_s=None):
+        """An episode's arguments, checked: {feature: (T, d) float32, "images", "mode", "success", "seed"}."""
         if self.closed:
             raise ValueError(f"{self.root}: add_episode after close()")
-        ep = {"mode": int(mode), "success": None if success is None else bool(success)}
+        ep = {"mode": int(mode), "success": None if success is None else bool(success),
+              "seed": None if seed is None else int(seed)}
         states = np.asarray(states, np.float32)
         T = len(states) if states.ndim == 2 else 0
+        stamps_s = None if stamps_s is None else np.asarray(stamps_s, np.float32).reshape(-1, 1)
         for key, name, x in ((STATE_KEY, "states", states), (ENV_STATE_KEY, "env_states", env_states),
-                             (ACTION_KEY, "actions", actions)):
+                             (ACTION_KEY, "actions", actions), (STAMP_KEY, "stamps_s", stamps_s)):
             if x is None and key not in self.dims:
                 continue
             x = np.zeros(0) if x is None else np.asarray(x, np.float32)
@@ -257,7 +264,7 @@ class LeRobotWriter:
             rows.append({"episode_index": e, "tasks": [self.task], "length": T, "data/chunk_index": data_file[0],
                          "data/file_index": data_file[1], "dataset_from_index": start, "dataset_to_index": start + T,
                          "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0, "mode": ep["mode"],
-                         "success": ep["success"]} | {f"stats/{k}/{s}": v.tolist() for k, d in ep["stats"].items()
+                         "success": ep["success"], "seed": ep["seed"]} | {f"stats/{k}/{s}": v.tolist() for k, d in ep["stats"].items()
                                                       for s, v in d.items()})
             e, start = e + 1, start + T
         return frames, rows
@@ -323,17 +330,20 @@ class LeRobotWriter:
 def write_lerobot(root, demo, fps, task="demonstration"):
     """A demo dict (read_dataset's or envs.load_demos') as a new LeRobot v3 dataset at root, in one commit; returns
     root. A pixel demo whose agent_pos is not its obs keeps both: agent_pos as observation.state, obs as
-    observation.environment_state (read_dataset(root, image_keys=..., obs_keys=[ENV_STATE_KEY]) gives them back)."""
+    observation.environment_state (read_dataset(root, image_keys=..., obs_keys=[ENV_STATE_KEY]) gives them back). A
+    recording's stamps_s and seeds (robot.py --record's npz files) are kept."""
     if os.path.exists(os.path.join(root, "meta", "info.json")):
         raise ValueError(f"root: {root} holds a dataset already (LeRobotWriter appends to one)")
     pixels, ends = "image" in demo, demo["episode_ends"]
     split = pixels and not np.array_equal(demo["agent_pos"], demo["obs"])
     states = demo["agent_pos"] if split else demo["obs"]
     writer = LeRobotWriter(root, fps, states.shape[1], demo["actions"].shape[1], demo["image"].shape[1:] if pixels
-                           else None, demo["obs"].shape[1] if split else None, task)
+                           else None, demo["obs"].shape[1] if split else None, task, stamped="stamps_s" in demo)
     modes, success = demo.get("modes", np.full(len(ends), -1)), demo.get("success", [None] * len(ends))
+    seeds, stamps = demo.get("seeds", [None] * len(ends)), demo.get("stamps_s")
     writer._commit([writer._episode(states[s:e], demo["actions"][s:e], demo["image"][s:e] if pixels else None,
-                                    demo["obs"][s:e] if split else None, modes[i], success[i])
+                                    demo["obs"][s:e] if split else None, modes[i], success[i], seeds[i],
+                                    None if stamps is None else stamps[s:e])
                     for i, (s, e) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends))])   # each file written once
     writer.close()
     return root

@@ -23,7 +23,7 @@ top to bottom, each have a file of their own:
     python robot.py --ckpt runs/pretrain-bimanual-s0/ckpt.pt --duration-s 60 --stats-json stats.json
     python robot.py --ckpt runs/px/bimanual/ckpt.pt   # a pixel checkpoint: the sim renders its cameras
     python robot.py --ckpt CKPT --inject freeze@2.5   # the state freezes 2.5 s in: the loop holds and stops
-    python robot.py --record runs/rec --episodes 100 --duration-s 900   # the expert demonstrates; train.py --demos-file
+    python robot.py --record runs/rec --episodes 100 --duration-s 900   # the expert demonstrates; train.py --dataset
     python robot.py --dry-run --duration-s 5          # no policy: the arms hold position
     python robot.py --help                            # every flag, with its meaning
 """
@@ -40,6 +40,7 @@ import torch
 import cli
 import dbp
 import envs
+import numpy_policy
 import rollouts
 from dbp import option
 from robot_camera import SimCamera, ThreadCamera, opencv_grab
@@ -95,10 +96,12 @@ class RobotConfig(cli.SeedConfig, cli.DeviceConfig):  # seed: sim episode i rese
                             "a chunk, never a tick; 'inline': in the loop's thread after a tick's command (debugging)")
     inference_timeout_s: float = option(0.2, "stop when the policy worker has not answered this long after an "
                                         "observation was posted (s)", gt=0.0)
-    record: str = option("", "record demonstrations into DIR/bimanual_recorded.npz (envs' demo format, with stamps "
-                         "and a success label per episode; appended to): a --teleop source drives instead of a policy")
-    teleop: str = option("expert", "--record's demonstrator: 'expert' (sim: the scripted expert) or 'replay:FILE' "
-                         "(the actions of a demo file, open loop); your own: robot_record.Recorder(source, path) in robot.run")
+    record: str = option("", "record demonstrations into DIR, a LeRobot v3 dataset at the policy's step rate (a new "
+                         "one, or appended to), with each frame's stamp and each episode's success label: a --teleop "
+                         "source drives instead of a policy; train.py --dataset DIR trains on it")
+    teleop: str = option("expert", "--record's demonstrator: 'expert' (sim: the scripted expert) or 'replay:PATH' "
+                         "(the actions of a recording or npz demo file, open loop); your own: "
+                         "robot_record.Recorder(source, root) in robot.run")
     episodes: int = option(0, "end the run after this many finished episodes (0: only --duration-s ends it)", ge=0)
     inject: str = option("", f"sim: play a fault FAULT@SECONDS into the run, e.g. freeze@2.5; FAULT one of "
                          f"{', '.join(FAULTS)} (the state: freeze, clock-jump; the connection: disconnect, "
@@ -110,9 +113,9 @@ class RobotConfig(cli.SeedConfig, cli.DeviceConfig):  # seed: sim episode i rese
         if self.record and (self.ckpt or self.dry_run):
             raise dbp.ConfigError("record", self.record, "drives with --teleop: leave out --ckpt and --dry-run")
         if self.teleop != "expert" and not self.teleop.startswith("replay:"):
-            raise dbp.ConfigError("teleop", self.teleop, "must be 'expert' or 'replay:FILE'")
+            raise dbp.ConfigError("teleop", self.teleop, "must be 'expert' or 'replay:PATH'")
         if self.record and self.teleop == "expert" and self.backend != "sim":
-            raise dbp.ConfigError("teleop", self.teleop, "the expert acts on the sim's state: use replay:FILE on arms")
+            raise dbp.ConfigError("teleop", self.teleop, "the expert acts on the sim's state: use replay:PATH on arms")
         if self.loop_cpu not in ("auto", "off") and not self.loop_cpu.isdigit():
             raise dbp.ConfigError("loop_cpu", self.loop_cpu, "must be 'auto', 'off' or a CPU index")
         if self.inference not in ("process", "inline"):
@@ -312,12 +315,12 @@ def print_stats(st):
 
 
 def _policy_from_flags(cfg):
-    """What drives: a Recorder (--record), the checkpoint's policy (a state policy as dbp.NumpyPolicy), or None
+    """What drives: a Recorder (--record), the checkpoint's policy (a state policy as numpy_policy.NumpyPolicy), or None
     (--dry-run). A checkpoint that does not fit the backend and its cameras exits with one line, before any arm moves."""
     if cfg.record:  # a demonstrator drives
         try:
             source = ExpertSource() if cfg.teleop == "expert" else ReplaySource(cfg.teleop.partition(":")[2])
-            return Recorder(source, os.path.join(cfg.record, f"{TASK}_recorded.npz"), camera=bool(cfg.camera))
+            return Recorder(source, cfg.record, camera=bool(cfg.camera))
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")
     if cfg.dry_run:
@@ -333,7 +336,7 @@ def _policy_from_flags(cfg):
         if cfg.backend == "ur":
             sys.exit("error: this state policy observes the bar, which the ur backend cannot sense: use a pixel "
                      "checkpoint with --camera, --dry-run, or robot.run(cfg, URBackend(cfg, object_obs=...), policy)")
-        policy = dbp.NumpyPolicy(policy)                       # NumPy on the CPU: the fastest at batch 1
+        policy = numpy_policy.NumpyPolicy(policy)                       # NumPy on the CPU: the fastest at batch 1
     elif cfg.backend == "ur" and not cfg.camera:
         sys.exit("error: a pixel checkpoint on --backend ur needs --camera (OpenCV device indices)")
     elif cfg.backend == "sim" and policy.image_shape != (views, 3, *envs.SimConfig().camera_hw):

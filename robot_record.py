@@ -1,9 +1,10 @@
 """Recording demonstrations with robot.py's control loop (robot.py --record; ROBOT.md, Recording demonstrations).
 
-A demonstrator drives the loop in the policy's place, and each finished episode is appended to a demo file of
-envs' format (obs, actions, episode_ends, modes) with stamps_s, success and seeds, which train.py --demos-file reads.
+A demonstrator drives the loop in the policy's place, and each finished episode is appended to a LeRobot v3 dataset
+(lerobot_writer.py), with each frame's measured stamp_s and each episode's success, seed and mode; train.py --dataset
+reads it, and so do LeRobot's own tools.
 
-  sources   ExpertSource (the sim's scripted expert), ReplaySource (a demo file's actions, open loop), or any
+  sources   ExpertSource (the sim's scripted expert), ReplaySource (a dataset's actions, open loop), or any
             callable source(obs) -> (ACTION_DIM,) targets;
   Recorder  a source in the policy worker's interface, writing the file as each episode ends.
 
@@ -14,9 +15,10 @@ import time
 
 import numpy as np
 
-import dbp
+import dataset_io
 import envs
-from robot_io import ACTION_DIM, OBS_DIM, InlinePolicy
+from lerobot_writer import LeRobotWriter
+from robot_io import ACTION_DIM, OBS_DIM, POLICY_HZ, TASK, InlinePolicy
 
 # ----------------------------------------------------------------------------- demonstrators
 # A teleoperation source is a callable source(obs) -> (ACTION_DIM,) absolute EE targets (x, y, z, g per arm) for the
@@ -41,11 +43,12 @@ class ExpertSource:
 
 
 class ReplaySource:
-    """The actions of a demo file (envs' format, e.g. an earlier recording), one episode after another, open loop:
-    a teleoperation source that needs no hardware. After an episode's last action it holds that target."""
+    """The actions of a dataset (an earlier recording's LeRobot directory, or an npz demo file of envs' format), one
+    episode after another, open loop: a teleoperation source that needs no hardware. After an episode's last action
+    it holds that target."""
 
     def __init__(self, path):
-        demo = envs.load_demos(path)
+        demo = dataset_io.read_dataset(path)
         if demo["actions"].shape[1] != ACTION_DIM:
             raise ValueError(f"{path} holds actions of dimension {demo['actions'].shape[1]}; these arms take {ACTION_DIM}")
         self.name, self.episodes, self.i = f"replay {path}", np.split(demo["actions"], demo["episode_ends"][:-1]), -1
@@ -63,20 +66,23 @@ class ReplaySource:
 class Recorder:
     """A teleoperation source (ExpertSource, ReplaySource, or any source(obs) -> targets (Da,)) in the policy
     worker's interface, for --record: at each policy step source(obs) gives the targets for the step's end, a chunk
-    of one (Ta = 1). Each finished episode's observations, actions and stamps are written to `path` at once (envs'
-    demo format, plus stamps_s (T,) s since the episode's first observation, success (E,), seeds (E,); a file there
-    is appended to), so an interruption loses at most the episode under way. With a camera the observations are
-    the frames and agent_pos (obs then holds agent_pos: real arms give no object state)."""
+    of one (Ta = 1). Each finished episode is appended at once to the LeRobot v3 dataset at `root` (a new one, or
+    one this recorder wrote before), at fps = the policy's step rate: observation.state and action per step, the
+    measured stamp_s, and per episode success, seed and mode; with a camera the frames as mp4 and agent_pos as
+    observation.state (real arms give no object state). Appends are crash-safe (lerobot_writer): an interruption
+    loses at most the episode under way."""
     n_obs_steps = n_action_steps = 1
-    KEYS = ("obs", "actions", "stamps_s", "image", "agent_pos")   # per step, in that order of the file
 
-    def __init__(self, source, path, camera=False):
-        self.source, self.path, self.result, self.steps, self.episodes = source, path, None, [], []
-        self.obs_mode = "pixels" if camera else "state"
-        self.old = envs.load_demos(path) if os.path.exists(path) else None
-        if self.old is not None and not {"stamps_s", "success", "seeds"} <= set(self.old):
-            raise ValueError(f"{path} is not a robot.py recording (no stamps_s, success, seeds): record elsewhere")
-        self.first_index = 0 if self.old is None else len(self.old["episode_ends"])
+    def __init__(self, source, root, camera=False):
+        self.source, self.root, self.result, self.steps, self.kept = source, os.fspath(root), None, [], 0
+        self.obs_mode, self.writer = "pixels" if camera else "state", None
+        self.first_index = 0
+        if os.path.isfile(os.path.join(self.root, "meta", "info.json")):
+            features = dataset_io.read_info(self.root)["features"]
+            if dataset_io.STAMP_KEY not in features or any(k.startswith("observation.images") for k in features) != camera:
+                raise ValueError(f"{self.root} is not a robot.py recording {'with' if camera else 'without'} a camera: "
+                                 "record elsewhere")
+            self.first_index = dataset_io.read_info(self.root)["total_episodes"]
 
     def begin(self, seed):
         self.steps, self.seed = [], seed
@@ -92,52 +98,40 @@ class Recorder:
     busy, poll, check = InlinePolicy.busy, InlinePolicy.poll, InlinePolicy.check
 
     def close(self):
-        pass
+        if self.writer is not None:
+            self.writer.close()
 
     def end(self, outcome, success=None):
-        """Keep the episode under way and rewrite the file: a finished sim episode (success: the sim's flag), or any
+        """Append the episode under way to the dataset: a finished sim episode (success: the sim's flag), or any
         episode whose success an operator gives. Returns whether it was kept."""
         if not self.steps or (success is None and outcome not in ("success", "timeout")):
             return False
         obs, actions, stamps = zip(*self.steps)
-        ep = dict(actions=np.stack(actions), stamps_s=np.array(stamps) - stamps[0], success=bool(
-            outcome == "success" if success is None else success), seeds=self.seed, modes=getattr(self.source, "mode", -1))
-        if isinstance(obs[0], dict):
-            ep.update(image=np.stack([o["image"] for o in obs]), agent_pos=np.stack([o["agent_pos"] for o in obs]))
-            ep["obs"] = ep["agent_pos"]
-        else:
-            ep["obs"] = np.stack(obs).astype(np.float32)
-        self.episodes.append(ep)
-        self.steps = []
-        self._write()
+        images = np.stack([o["image"] for o in obs]) if isinstance(obs[0], dict) else None
+        states = np.stack([o["agent_pos"] for o in obs]) if images is not None else np.stack(obs)
+        if self.writer is None:
+            self.writer = LeRobotWriter(self.root, round(POLICY_HZ), states.shape[1], ACTION_DIM, None if images is None
+                                        else images.shape[1:], task=envs.TASKS[TASK], stamped=True)
+        self.writer.add_episode(states, np.stack(actions), images, mode=getattr(self.source, "mode", -1), success=bool(
+            outcome == "success" if success is None else success), seed=self.seed, stamps_s=np.array(stamps) - stamps[0])
+        self.steps, self.kept = [], self.kept + 1
         return True
 
     def summary(self):
-        """The run's stats entry: where it recorded, by what, how many episodes, and how many the file held before."""
-        return dict(path=self.path, teleop=getattr(self.source, "name", "callable"), episodes=len(self.episodes),
+        """The run's stats entry: where it recorded, by what, how many episodes, and how many the dataset held before."""
+        return dict(path=self.root, teleop=getattr(self.source, "name", "callable"), episodes=self.kept,
                     before=self.first_index)
-
-    def _write(self):
-        eps, old = self.episodes, self.old or {}
-        data = {k: np.concatenate(([old[k]] if k in old else []) + [e[k] for e in eps]) for k in self.KEYS if k in eps[0]}
-        lengths = [e["actions"].shape[0] for e in eps]
-        data["episode_ends"] = np.concatenate([old.get("episode_ends", np.zeros(0, np.int64)),
-                                               len(old.get("obs", ())) + np.cumsum(lengths)]).astype(np.int64)
-        for k in ("success", "seeds", "modes"):
-            data[k] = np.concatenate([old.get(k, np.zeros(0)), [e[k] for e in eps]]).astype(bool if k == "success" else np.int64)
-        data["version"] = np.array(envs.DEMO_VERSION)
-        # a crash mid-write never leaves a half file; the tmp file ends in .npz, so numpy keeps its name
-        dbp.atomic_write(self.path, lambda tmp: np.savez_compressed(tmp, **data), suffix=".npz")
 
 
 if __name__ == "__main__":
     import tempfile
-    path = os.path.join(tempfile.mkdtemp(), "demo_recorded.npz")
+    path = os.path.join(tempfile.mkdtemp(), "recording")
     recorder = Recorder(lambda obs: np.full(ACTION_DIM, 0.5), path)
     for seed, n_steps in ((0, 3), (1, 5)):
         recorder.begin(seed)
         for j in range(n_steps):                      # the loop's calls at each policy step: obs (1, To, Do)
             recorder.submit(np.zeros((1, 1, OBS_DIM), np.float32), 0.1 * j, j)
         recorder.end("success")
-    demo = envs.load_demos(path)
-    print({k: v.shape for k, v in demo.items()}, "episode_ends", demo["episode_ends"], recorder.summary())
+    demo = dataset_io.read_dataset(path)
+    print({k: np.shape(v) for k, v in demo.items() if k != "source"}, "episode_ends", demo["episode_ends"],
+          recorder.summary())

@@ -126,6 +126,8 @@ class Run:
             with open(tmp, "w") as f:
                 json.dump(result, f, indent=2)
         dbp.atomic_write(os.path.join(self.cfg.out, "eval.json"), write)
+        if "ci95" not in result:   # not evaluated: the caller says why
+            return result
         lo, hi = result["ci95"]
         print(f"success {start}{result['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] over {result['n_episodes']} episodes; "
               f"modes {result['mode_fractions']}; trained {result['train_seconds']:.0f} s; wrote {self.cfg.out}/eval.json")

@@ -190,8 +190,6 @@ def test_pixel_policy_trains_round_trips_and_refuses_the_other_kind_of_obs(tmp_p
         loaded.predict_action({"image": obs["image"][:, :, :, :, :30], "agent_pos": obs["agent_pos"]})
     with pytest.raises(ValueError, match="trained on state"):
         _tiny_policy().predict_action({k: v[:1] for k, v in obs.items()})
-    with pytest.raises(ValueError, match="NumpyPolicy mirrors the state network"):
-        dbp.NumpyPolicy(policy)
     with pytest.raises(dbp.ConfigError, match="k = 4: must be 1 with obs 'pixels'"):
         dbp.DBPConfig(obs="pixels", k=4)
 
@@ -242,20 +240,6 @@ def test_ema_tracks_the_model():
         ema.update(policy)
     gap = max((e - p).abs().max().item() for e, p in zip(ema.model.parameters(), policy.parameters()))
     assert 0 < gap < 0.3
-
-
-# ----------------------------------------------------------------------------- NumPy policy
-def test_numpy_forward_pass_equals_the_torch_policy():
-    torch.manual_seed(0)
-    policy = dbp.DBPPolicy(14, 8, dbp.DBPConfig(horizon=16, n_obs_steps=2, n_action_steps=8, hidden_dim=32, n_blocks=2))
-    policy.normalizer.fit(torch.rand(50, 2, 14), torch.rand(50, 16, 8))
-    with torch.no_grad():  # move every weight off its init so the check covers all of them
-        for p in policy.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    obs, z = np.random.rand(3, 2, 14).astype(np.float32), np.random.randn(3, 16, 8).astype(np.float32)
-    fast = dbp.NumpyPolicy(policy)
-    assert np.allclose(fast.predict_action(obs, z), policy.predict_action(obs, z), atol=1e-5)
-    assert fast.predict_action(obs).shape == (3, 16, 8) and (fast.n_obs_steps, fast.n_action_steps) == (2, 8)
 
 
 # ----------------------------------------------------------------------------- dbp.py alone
@@ -390,20 +374,6 @@ def test_a_checkpoint_with_non_finite_weights_is_refused():
     state["net.inp.weight"][0, 0] = float("nan")
     with pytest.raises(ValueError, match="checkpoint weight 'net.inp.weight' holds NaN or inf"):
         dbp.DBPPolicy.from_checkpoint(dict(config=policy.config, state_dict=state))
-
-
-def test_numpy_policy_refuses_bad_obs_and_never_returns_a_non_finite_chunk():
-    policy = _unfit_policy()
-    policy.normalizer.fit(torch.rand(50, 2, 3), torch.rand(50, 4, 2))
-    numpy_policy = dbp.NumpyPolicy(policy)
-    for obs, match in ((np.zeros((1, 1, 3)), r"obs must be real numbers shaped \(B, 2, 3\)"),
-                       (np.zeros((0, 2, 3)), "B >= 1"), (np.full((1, 2, 3), "a"), "real numbers"),
-                       (np.full((1, 2, 3), np.nan), "obs contains NaN or inf")):
-        with pytest.raises(ValueError, match=match):
-            numpy_policy.predict_action(obs)
-    numpy_policy.act_center = np.full_like(numpy_policy.act_center, np.inf)
-    with pytest.raises(ValueError, match="the chunk is not finite"):
-        numpy_policy.predict_action(np.zeros((1, 2, 3), np.float32))
 
 
 def test_compute_loss_returns_its_force_rms_as_tensors_read_only_when_logged():

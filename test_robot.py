@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import dataset_io
 import dbp
 import envs
 import robot
@@ -382,34 +383,34 @@ def test_inject_is_checked_before_anything_starts():
         assert message in str(e.value.code)
 
 
-def test_record_writes_labelled_demos_that_append_replay_and_train(tmp_path):
+def test_record_writes_a_lerobot_dataset_that_appends_replays_and_trains(tmp_path):
     rec, out = str(tmp_path / "rec"), str(tmp_path / "stats.json")
     assert robot.main(["--record", rec, "--episodes", "2", "--duration-s", "60", "--stats-json", out]) == 0
-    path = os.path.join(rec, "bimanual_recorded.npz")
-    demo = envs.load_demos(path)
-    assert json.load(open(out))["recorded"] == dict(path=path, teleop="expert", episodes=2, before=0)
+    demo = dataset_io.read_dataset(rec)
+    assert json.load(open(out))["recorded"] == dict(path=rec, teleop="expert", episodes=2, before=0)
+    assert demo["fps"] == 10 and demo["source"]["format"] == "lerobot" and demo["obs"].shape[1:] == (14,)
     assert demo["success"].tolist() == [True, True] and demo["seeds"].tolist() == [envs.demo_seed(0, i) for i in (0, 1)]
     first = demo["stamps_s"][:demo["episode_ends"][0]]                 # stamped at the policy rate
-    assert first[0] == 0 and np.allclose(np.diff(first), 0.1, atol=0.02) and demo["obs"].shape[1:] == (14,)
+    assert first[0] == 0 and np.allclose(np.diff(first), 0.1, atol=0.02)
     steps, _, _, _ = envs.expert_episode(envs.make_env("bimanual"), envs.demo_seed(0, 0))
     assert len(steps) <= len(first) <= 2 * len(steps)                  # the expert's episode (the loop ramps to each
                                                                        # target over its step, envs jumps: a bit slower)
-    # a replay of the file is a teleoperation source; the new episodes are appended, seeded after the old
-    args = ["--record", rec, "--teleop", f"replay:{path}", "--episodes", "1", "--duration-s", "60", "--stats-json", out]
+    # a replay of the recording is a teleoperation source; the new episodes are appended, seeded after the old
+    args = ["--record", rec, "--teleop", f"replay:{rec}", "--episodes", "1", "--duration-s", "60", "--stats-json", out]
     assert robot.main(args) == 0
-    again = envs.load_demos(path)
+    again = dataset_io.read_dataset(rec)
     assert len(again["episode_ends"]) == 3 and again["seeds"][2] == envs.demo_seed(0, 2) and again["success"][2]
     assert np.array_equal(again["actions"][len(demo["obs"]):][:5], demo["actions"][:5])   # episode 0's actions
-    for flags, message in [(["--teleop", "joystick"], "must be 'expert' or 'replay:FILE'"),
+    for flags, message in [(["--teleop", "joystick"], "must be 'expert' or 'replay:PATH'"),
                            (["--record", rec, "--dry-run"], "leave out --ckpt and --dry-run")]:
         with pytest.raises(SystemExit) as e:
             robot.parse(flags)
         assert message in str(e.value.code)
-    train.main(["--stage", "pretrain", *TINY, "--steps", "50", "--demos-file", path, "--task", "bimanual",
+    train.main(["--stage", "pretrain", *TINY, "--steps", "50", "--dataset", rec, "--task", "bimanual",
                 "--out", str(tmp_path / "r")])
     assert json.load(open(tmp_path / "r" / "eval.json"))["demos"] == 3
-    with pytest.raises(SystemExit) as e:                               # a file of another task's dims
-        train.main(["--stage", "pretrain", *TINY, "--demos-file", path, "--task", "push", "--out", str(tmp_path / "p")])
+    with pytest.raises(SystemExit) as e:                               # a recording of another task's dims
+        train.main(["--stage", "pretrain", *TINY, "--dataset", rec, "--task", "push", "--out", str(tmp_path / "p")])
     assert "holds obs/action dims (14, 8); task 'push' with --obs state needs (9, 4)" in str(e.value.code)
 
 

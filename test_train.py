@@ -58,6 +58,26 @@ def test_a_robomimic_file_made_by_h5py_trains_through_dataset_and_the_checkpoint
                     "--out", str(tmp_path / "bad")])
 
 
+def test_a_dataset_without_a_task_trains_and_saves_unevaluated_and_fps_is_checked_with_one(tmp_path, capsys):
+    import demonstrations
+    import envs
+    import lerobot_writer
+    demo = envs.load_demos(demonstrations.collect_demos("push", 3, seed=0, cache_dir=str(tmp_path), progress=False))
+    root = lerobot_writer.write_lerobot(str(tmp_path / "arm"), demo, fps=30)   # say, a real arm's 30 Hz
+    result = train.main(["--stage", "pretrain", *TINY, "--steps", "20", "--dataset", root, "--out", str(tmp_path / "r")])
+    assert result["task"] is None and result["evaluated"] is False and result["steps"] == 20 and result["demos"] == 3
+    assert "Not evaluated: no --task" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "r" / "eval.json")) == result
+    ckpt = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))
+    assert ckpt["task"] is None and ckpt["dataset"]["shapes"] == {"observation.state": [9], "action": [4]}
+    with pytest.raises(SystemExit, match=r"trained on a dataset without --task: DBPO needs a task's env"):
+        train.main(["--stage", "dbpo", "--ckpt", str(tmp_path / "r" / "ckpt.pt"), "--out", str(tmp_path / "d")])
+    with pytest.raises(SystemExit, match=r"recorded at 30 fps; task 'push' steps at 10 Hz"):
+        train.main(["--stage", "pretrain", *TINY, "--dataset", root, "--task", "push", "--out", str(tmp_path / "p")])
+    with pytest.raises(SystemExit, match=r"--task : may be empty only with --dataset"):
+        train.main(["--stage", "pretrain", *TINY, "--task", "", "--out", str(tmp_path / "q")])
+
+
 def _train(tmp_path, *args, **kw):
     cmd = [sys.executable, os.path.join(HERE, "train.py"), "--stage", "pretrain", *TINY,
            "--demo-dir", str(tmp_path / "demos"), *args]

@@ -74,7 +74,8 @@ class RunConfig(EvalConfig):
 @dataclass
 class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, cli.DeviceConfig):
     """Stage 1: DBP from demonstrations; the policy and drift-loss fields come from dbp.DBPConfig."""
-    task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}")
+    task: str = option(envs.DEFAULT_TASK, f"task short name or gym id, one of {sorted(envs.TASKS)}, or mw-<name>; "
+                       "with --dataset and no --task: none (the run trains and saves, with no env to evaluate in)")
     steps: int = option(15000, "gradient steps (6000 with --obs pixels, 5000 with --task mw-*)", ge=1)
     batch_size: int = option(128, "observations per batch (B); each gets n_samples (G) generated chunks, so a step "
                              "runs the generator on B*G samples", ge=1)
@@ -89,12 +90,16 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, cli.DeviceConfig):
                              "format) instead of the scripted expert's demos (--demos, --demo-dir unused)")
     dataset: str = option("", "train on this dataset instead of the scripted expert's demos: a LeRobot v3 directory, a "
                           "robomimic .hdf5 or an .npz demo file (the format from the path); its successful episodes "
-                          "where it labels them. Its obs and action dims must be the task's")
+                          "where it labels them. With --task, its obs and action dims and fps must be the task's")
     dataset_obs_keys: str = option("", "--dataset's observation keys, comma-separated, concatenated in order ('': "
                                    "observation.state for LeRobot; robomimic needs them)")
     dataset_action_key: str = option("", "--dataset's action key ('': action for LeRobot, actions for robomimic)")
     dataset_image_keys: str = option("", "--dataset's camera keys, comma-separated, for --obs pixels (LeRobot's are "
                                      "decoded from their mp4)")
+
+    def check(self):
+        if not self.task and not self.dataset:
+            raise dbp.ConfigError("task", self.task, "may be empty only with --dataset (a run without an env)")
 
 
 # --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
@@ -262,7 +267,7 @@ def pretrain_steps(cfg, state, run, data, loss_fn, share, group):
             row = dict(step=step, loss=f"{dbp.global_mean(loss.detach(), group).item():.4f}",
                        lr=f"{state.sched.get_last_lr()[0]:.3g}", **{k: f"{v:.4g}" for k, v in info.items()})
         run.stopping(group, device)                                        # all processes at the same step
-        if step % cfg.eval_every == 0 and step < cfg.steps and run.main:
+        if step % cfg.eval_every == 0 and step < cfg.steps and run.main and cfg.task:
             success = run_dir.evaluate(state.ema.model, cfg.task, cfg.eval_episodes_periodic, cfg.seed)["success_rate"]
             row = {**row, "step": step, "success_rate": success}
             run.bar.set_postfix(success=f"{success:.2f}")
@@ -289,7 +294,7 @@ def pretrain(cfg, ckpt):
 
     def save():
         dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.ema.model, run_config=dataclasses.asdict(cfg),
-                            task=cfg.task, train=state.state_dict(run.seconds), **dataset_source(demo))
+                            task=cfg.task or None, train=state.state_dict(run.seconds), **dataset_source(demo))
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
     run = run_dir.Run(cfg, "pretrain", keys, state.step, cfg.steps, state.seconds, save, main=rank == 0)
@@ -310,12 +315,24 @@ def pretrain(cfg, ckpt):
     if rank > 0:                                                           # rank 0 alone evaluates
         return None
     train_seconds, t1 = run.seconds, time.time()
+    if not cfg.task:
+        return untasked_finish(cfg, run, state, demo, train_seconds)
     result = run_dir.evaluate(state.ema.model, cfg.task, cfg.eval_episodes, cfg.seed, True, cfg.video, cfg.out)
     result.update(task=cfg.task, steps=state.step, demos=len(demo["episode_ends"]), demos_file=cfg.demos_file or None,
                   dataset=cfg.dataset or None, train_seconds=round(train_seconds, 1),
                   eval_seconds=round(time.time() - t1, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
     return run.finish(result, dict(step=state.step, success_rate=result["success_rate"],
                                    train_seconds=f"{train_seconds:.1f}"))
+
+
+def untasked_finish(cfg, run, state, demo, train_seconds):
+    """A --dataset run without --task: no env to evaluate in, so eval.json holds the training's facts and says so."""
+    result = dict(task=None, evaluated=False, steps=state.step, demos=len(demo["episode_ends"]), dataset=cfg.dataset,
+                  train_seconds=round(train_seconds, 1), ckpt=os.path.join(cfg.out, "ckpt.pt"))
+    run.finish(result, dict(step=state.step, train_seconds=f"{train_seconds:.1f}"))
+    print(f"trained {state.step} steps on {cfg.dataset} in {train_seconds:.0f} s; saved {result['ckpt']}. Not evaluated: "
+          f"no --task, so no env to evaluate in (pass --task for one of envs.py's)")
+    return result
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -340,6 +357,8 @@ def parse(argv):
         given = {**dbpo.PRESETS[given["preset"]], **given}
     if stage == "pretrain" and given.get("obs") == "pixels":
         given = {**PIXEL_DEFAULTS, **given}
+    if stage == "pretrain" and given.get("dataset") and "task" not in given:
+        given["task"] = ""    # a dataset of the user's own robot: no env of ours to evaluate in
     if stage == "pretrain" and str(given.get("task", "")).startswith(metaworld_tasks.PREFIX):
         given = {**METAWORLD_DEFAULTS, **given}
     cfg = cli.build_config(STAGES[stage], given)
@@ -376,7 +395,7 @@ def main(argv=None):
     start = None
     try:  # bad tasks and checkpoints end here with one clear line
         if stage == "pretrain":
-            task = envs.resolve_task(cfg.task)[0]
+            task = envs.resolve_task(cfg.task)[0] if cfg.task else os.path.basename(os.path.normpath(cfg.dataset))
         elif not (cfg.resume and cfg.out):                   # the stage-1 checkpoint, read once
             start = finetune.load_stage1(cfg, given)
             task = start[1]

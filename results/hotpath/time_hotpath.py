@@ -34,7 +34,8 @@ def p50_ms(fn, calls=2000, warmup=200):
 
 
 one = obs[:1].numpy()
-fast = dbp.NumpyPolicy(policy)
+NumpyPolicy = getattr(dbp, "NumpyPolicy", None) or importlib.import_module("numpy_policy").NumpyPolicy  # older trees
+fast = NumpyPolicy(policy)
 res = dict(src=src, predict_action_b1_ms=p50_ms(lambda: policy.predict_action(one)),
            numpy_policy_b1_ms=p50_ms(lambda: fast.predict_action(one)))
 pos, w = policy.positives(obs, actions)
