@@ -117,9 +117,13 @@ def evaluate_agent(cfg, state, task, run, final=False):
     columns eval/*). The final evaluation shows its progress and renders cfg.video episodes."""
     r = run_dir.evaluate(state.agent.policy, task, cfg.eval_episodes, cfg.seed, final, cfg.video if final else 0, cfg.out)
     state.history.append(dict(iteration=state.it, env_steps=state.env_steps, minutes=round(run.seconds / 60, 2),
-                              success_rate=r["success_rate"], ci95=r["ci95"], mode_fractions=r["mode_fractions"]))
+                              success_rate=r["success_rate"], ci95=r["ci95"], mode_fractions=r["mode_fractions"],
+                              mode_counts=r["mode_counts"], mode_attempts=r["mode_attempts"]))
+    counts = {**{f"eval/attempts_{k}": v for k, v in r["mode_attempts"].items()},       # the side the block went
+              **{f"eval/successes_{k}": v for k, v in r["mode_counts"].items()}}
     return r, {"eval/success_rate": r["success_rate"], "eval/ci95_low": f"{r['ci95'][0]:.3f}",
-               "eval/ci95_high": f"{r['ci95'][1]:.3f}", **{f"eval/mode_{k}": f"{v:.3f}" for k, v in r["mode_fractions"].items()}}
+               "eval/ci95_high": f"{r['ci95'][1]:.3f}", "eval/episodes": r["n_episodes"], **counts,
+               **{f"eval/mode_{k}": f"{v:.3f}" for k, v in r["mode_fractions"].items()}}
 
 
 def finetune_iterations(cfg, state, task, run, vec, obs, buffer):
@@ -176,14 +180,16 @@ def finetune(cfg, ckpt, start=None):
     buffer = state.agent.make_buffer(cfg.n_decisions, cfg.n_envs)
     keys = ["iteration", "env_steps", *dbpo.METRICS, "charts/success_rate", "charts/return", "charts/episodes",
             "charts/SPS", "time/rollout_s", "time/update_s", "eval/success_rate", "eval/ci95_low", "eval/ci95_high",
-            *[f"eval/mode_{name}" for name in envs.mode_names(task)], "minutes"]
+            "eval/episodes", *[f"eval/{kind}_{name}" for kind in ("attempts", "successes", "mode")
+                               for name in envs.mode_names(task)], "minutes"]
     run = run_dir.Run(cfg, "dbpo", keys, state.it, cfg.iterations, state.seconds, save)
     print(f"{task} on {device}: fine-tuning {cfg.ckpt} with {cfg.n_envs} envs x {cfg.n_decisions} decisions x "
           f"Ta={policy.n_action_steps} steps per iteration; run dir {cfg.out}")
     if state.it == 0:
         first, columns = evaluate_agent(cfg, state, task, run)
         run.step(0, dict(iteration=0, env_steps=0, minutes=0.0, **columns), advance=False)
-        print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes, modes {first['mode_fractions']}")
+        print(f"start: success {first['success_rate']:.2f} over {cfg.eval_episodes} episodes; per mode, attempts "
+              f"{first['mode_attempts']} and successes {first['mode_counts']}")
     try:
         finetune_iterations(cfg, state, task, run, vec, obs, buffer)
         run.end_loop()                             # saves (the envs still open); exits after Ctrl-C

@@ -147,12 +147,13 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video
         env.close()
     n_success = sum(f["success"] for f in finals)
     mode_counts = {name: sum(f["success"] and f["mode"] == m for f in finals) for m, name in enumerate(names)}
+    attempts = {name: sum(f["mode"] == m for f in finals) for m, name in enumerate(names)}   # committed to it
     return {"success_rate": n_success / n_episodes, "ci95": envs.wilson_interval(n_success, n_episodes),
             "n_episodes": n_episodes, "n_success": int(n_success),
             "mean_return": float(np.mean([f["episode_return"] for f in finals])),
             "mean_length": float(np.mean([f["episode_length"] for f in finals])),
             "mode_fractions": {k: (v / n_success if n_success else 0.0) for k, v in mode_counts.items()},
-            "mode_counts": mode_counts}
+            "mode_counts": mode_counts, "mode_attempts": attempts}
 
 
 # ----------------------------------------------------------------------------- quick demo

@@ -148,8 +148,9 @@ def read_evaluations(run_dir):
 
 
 def plot_curves(run_dirs, path):
-    """Success (its 95 % interval shaded, where logged) and the fraction of successes in each mode
-    against env steps (stage 2; gradient steps for stage 1): one colour per run, written to path."""
+    """Success (its 95 % interval shaded, where logged) and each mode's successes per 100 evaluation episodes (a
+    log from before those counts: the mode's share of the successes) against env steps (stage 2; gradient steps for
+    stage 1): one colour per run, written to path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -162,12 +163,14 @@ def plot_curves(run_dirs, path):
         if rows and rows[0].get("eval/ci95_low"):
             top.fill_between(x, [float(r["eval/ci95_low"]) for r in rows], [float(r["eval/ci95_high"]) for r in rows],
                              color=color, alpha=0.15, lw=0)
-        modes = [k for k in (rows[0] if rows else {}) if k.startswith("eval/mode_")]
-        for style, key in zip(("-", "--", ":", "-."), modes):
-            bottom.plot(x, [float(r[key]) for r in rows], style, color=color, label=f"{label}: {key[len('eval/mode_'):]}")
+        counted = bool(rows) and "eval/episodes" in rows[0]
+        prefix = "eval/successes_" if counted else "eval/mode_"
+        scale = (lambda r: 100 / float(r["eval/episodes"])) if counted else (lambda r: 1.0)
+        for style, key in zip(("-", "--", ":", "-."), [k for k in (rows[0] if rows else {}) if k.startswith(prefix)]):
+            bottom.plot(x, [float(r[key]) * scale(r) for r in rows], style, color=color,
+                        label=f"{label}: {key[len(prefix):]}")
     top.set(ylabel="success (95 % interval)", ylim=(0, 1.02))
-    bottom.axhline(0.25, color="grey", lw=0.8, ls=":")
-    bottom.set(xlabel=xkey.replace("_", " "), ylabel="share of successes", ylim=(0, 1))
+    bottom.set(xlabel=xkey.replace("_", " "), ylabel="successes per 100 episodes\n(older logs: share of successes)")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

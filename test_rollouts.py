@@ -44,11 +44,30 @@ class HoldPolicy:
         return np.tile([0.5, 0.0, 0.2, 0.0], (1, 8, 1)).astype(np.float32)     # (1, Th, Da)
 
 
+class LeftExpertPolicy:
+    """push's scripted expert, always toward the left goal, as a chunk policy (its target held over the chunk)."""
+    n_obs_steps, n_action_steps = 1, 2
+
+    def __init__(self):
+        self.expert = envs.make_expert(envs.PushEnv, np.random.default_rng(0), noise_m=0.0)
+        self.expert.mode, self.expert.goal = 0, envs.PushEnv.GOALS[0]
+
+    def predict_action(self, obs):
+        return np.tile(self.expert.act(obs[0, -1]), (1, 2, 1)).astype(np.float32)
+
+
+def test_evaluate_counts_each_modes_attempts_and_successes():
+    r = rollouts.evaluate("push", LeftExpertPolicy(), n_episodes=4, seed=0)
+    assert r["mode_attempts"] == {"left": 4, "right": 0} and r["mode_counts"]["right"] == 0
+    assert r["mode_counts"]["left"] == r["n_success"] >= 3
+
+
 def test_evaluate_reports_interval_and_modes():
     policy = HoldPolicy()
     r = rollouts.evaluate("push", policy, n_episodes=2, seed=0)
     assert set(policy.obs_shapes) == {(1, 2, 9)} and len(policy.obs_shapes) == 2 * 20  # 60 steps, Ta = 3
     assert r["n_success"] == 0 and r["success_rate"] == 0 and r["mode_fractions"] == {"left": 0.0, "right": 0.0}
+    assert r["mode_attempts"] == {"left": 0, "right": 0}                    # the block never left the middle
     assert r["ci95"][0] == 0 and 0.5 < r["ci95"][1] < 0.9
     lo, hi = envs.wilson_interval(19, 20)
     assert 0.76 < lo < 0.77 and 0.99 < hi < 1.0

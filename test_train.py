@@ -347,10 +347,14 @@ def test_plot_overlays_runs_with_their_intervals_and_modes(tmp_path, monkeypatch
         with open(f"{name}/log.csv", "w") as f:
             f.write(header + "".join(f"{i},{i * 100},{'' if i % 2 else 0.1},{r},{r - 0.1},{r + 0.05},0.3,0.7\n"
                                      for i, r in enumerate(rates)) + "7,700,0.1,,,,,\n")
+    os.makedirs("c")                                                   # per-mode counts: successes per 100 episodes
+    with open("c/log.csv", "w") as f:
+        f.write("iteration,env_steps,eval/success_rate,eval/episodes,eval/attempts_left,eval/attempts_right,"
+                "eval/successes_left,eval/successes_right\n0,0,0.8,50,30,20,24,16\n1,100,0.9,50,28,22,25,20\n")
     os.makedirs("pre")
     with open("pre/log.csv", "w") as f:
         f.write("step,loss,success_rate\n100,0.5,\n5000,0.4,0.6\n15000,0.3,0.9\n")
-    train.main(["--plot", "a", "b", "pre"])
+    train.main(["--plot", "a", "b", "c", "pre"])
     assert open("curves.png", "rb").read(4) == b"\x89PNG"
     assert run_dir.read_evaluations("a")[:2] == ("env_steps", "eval/success_rate") and len(run_dir.read_evaluations("a")[2]) == 3
     assert run_dir.read_evaluations("pre")[:2] == ("step", "success_rate") and len(run_dir.read_evaluations("pre")[2]) == 2
