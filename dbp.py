@@ -136,10 +136,15 @@ class DBPConfig(Config):
                        "evaluation (Diffusion Policy's augmentation); >= 21 leaves the 3 convs a map to attend over", ge=21)
     encoder_channels: int = option(32, "pixels: channels of each of the image encoder's 3 conv layers", ge=1)
     image_features: int = option(64, "pixels: features per camera image out of the encoder", ge=1)
+    objective: str = option("drift", "'drift': the drift loss (DBP); 'mse': each generated chunk regresses onto the "
+                            "recorded one, so the network learns to ignore z: an MSE regressor with DBP's network and "
+                            "interface (DBPO from it is PPO from regression, the Gaussian baseline of DPPO)")
 
     def check(self):
         if self.obs not in OBS_MODES:
             raise ConfigError("obs", self.obs, f"must be one of {OBS_MODES}")
+        if self.objective not in ("drift", "mse"):
+            raise ConfigError("objective", self.objective, "must be 'drift' or 'mse'")
         if self.obs == "pixels" and self.k != 1:  # neighbours in image space mean nothing
             raise ConfigError("k", self.k, "must be 1 with obs 'pixels'")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:  # the executed slice must fit in the chunk
@@ -479,8 +484,8 @@ class DBPPolicy(nn.Module):
         return slice(self.n_obs_steps - 1, self.n_obs_steps - 1 + self.n_action_steps)
 
     @property
-    def info_keys(self):  # of compute_loss's info: the raw force RMS per temperature
-        return [f"force_rms/tau{tau:g}" for tau in self.cfg.temperatures]
+    def info_keys(self):  # of compute_loss's info: the raw force RMS per temperature (none for objective 'mse')
+        return [f"force_rms/tau{tau:g}" for tau in self.cfg.temperatures] if self.cfg.objective == "drift" else []
 
     # --- training
     def positives(self, obs, actions):
@@ -511,6 +516,8 @@ class DBPPolicy(nn.Module):
             check_shape("noise", noise, (B, G, Th, Da), device).reshape(B, G, Th * Da)   # (B, G, L)
         ngen = self.net(z, c[:, None])                                                # (B, G, L)
         npos = self.normalizer.normalize_actions(pos_actions).reshape(B, -1, Th * Da)  # (B, K, L)
+        if self.cfg.objective == "mse":                                               # onto the recorded chunk
+            return F.mse_loss(ngen, self.normalizer.normalize_actions(actions).reshape(B, 1, -1).expand_as(ngen)), {}
         loss, force_rms = drift_loss(ngen, npos, pos_weights, self.cfg.temperatures, group)
         return loss, dict(zip(self.info_keys, force_rms))          # tensors: read them (a device sync) to log only
 
@@ -538,6 +545,7 @@ class DBPPolicy(nn.Module):
         config = dict(ckpt["config"])
         if "obs" not in config:  # written before pixel observations: a state policy, whose defaults these are
             config.update(image_shape=None, **{k: getattr(DBPConfig(), k) for k in PIXEL_FIELDS})
+        config.setdefault("objective", "drift")   # written before the objective was a field
         for key, want in (expect or {}).items():
             if config.get(key) != want:
                 raise ValueError(f"checkpoint field '{key}' is {config.get(key)!r}, expected {want!r}")
@@ -616,16 +624,17 @@ def load_checkpoint(path):
 
 
 # ----------------------------------------------------------------------------- demo
-def bimodal_toy(steps=400, seed=0):
+def bimodal_toy(steps=400, seed=0, objective="drift"):
     """Conditional bimodal toy: action = +-0.8 at random whatever the observation. Trains a
     small DBPPolicy on it (weighted neighbour positives, K = 16: every observation has one
-    recorded action, its neighbours hold both modes) -> (policy, seconds). Also the stage-1
-    policy of dbpo.py's demo."""
+    recorded action, its neighbours hold both modes; objective 'mse': regression, which averages
+    them) -> (policy, seconds). Also the stage-1 policy of dbpo.py's demo."""
     torch.manual_seed(seed)
     N = 2000
     obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
     actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
-    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16))
+    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16,
+                                                              objective=objective))
     policy.normalizer.fit(obs, actions)
     pos, w = policy.positives(obs, actions)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)

@@ -47,7 +47,8 @@ class DBPOConfig(dbp.Config):
                               "(measured; the paper: 0.02)", gt=0.0)
     logprob_min: float = option(-2.0, "log-probs, averaged over the executed dims, are clamped below at this value "
                                 "(eq. 6, as the authors' code)", lt=0.0)
-    vf_coef: float = option(0.5, "value-loss coefficient, eq. (15)", gt=0.0)
+    vf_coef: float = option(0.5, "value-loss coefficient on the MSE, eq. (15) (the authors' code: 0.5 on 0.5*MSE)",
+                            gt=0.0)
     ent_coef: float = option(0.01, "entropy-bonus coefficient, eq. (15)", ge=0.0)
     anchor_coef: float = option(1.0, "anchor coefficient, eq. (14): squared error of mu_theta(o, z) against "
                                 "mu_old(o, z) (normalized units) summed over the chunk, divided by the executed Ta*Da "
@@ -69,7 +70,15 @@ class DBPOConfig(dbp.Config):
     lr_warmup_iters: int = option(10, "the actor lr rises linearly over its first updates, then follows a cosine", ge=0)
     lr_floor: float = option(0.3, "the cosine ends at this fraction of the peak lr (actor and critic)", ge=0.0, le=1.0)
     update_epochs: int = option(5, "passes over each rollout (ours)", ge=1)
-    minibatch_size: int = option(128, "decisions per minibatch (ours)", ge=2)
+    minibatch_size: int = option(128, "decisions per minibatch (ours); >= the rollout's N*T: one full-batch step per "
+                                 "epoch (the authors')", ge=2)
+    adv_norm: str = option("minibatch", "advantages normalized to mean 0, std 1 over each 'minibatch' or over the "
+                           "whole 'rollout' (the authors', whose minibatch is the rollout)")
+    reward_scale: str = option("return", "rewards divided by the running std of the discounted 'return' (per env, "
+                               "carried across rollouts), or by the std of each 'rollout''s own rewards (the "
+                               "authors': a dense reward whose episodes only truncate then drives the values to "
+                               "r/(std*(1-gamma)))")
+    weight_decay: float = option(0.01, "AdamW weight decay of actor and critic (the authors': 1e-6)", ge=0.0)
     critic_warmup_iters: int = option(5, "first iterations update the critic only (ours: 'a few')", ge=0)
     std_init: float = option(0.1, "initial action std in normalized units, eq. (5): the log-std head's bias is "
                              "log std_init (measured; the paper: 0.03)", gt=0.0)
@@ -78,13 +87,20 @@ class DBPOConfig(dbp.Config):
     critic_hidden: int = option(256, "critic MLP width (3 hidden layers, Mish)", ge=1)
 
     def check(self):
+        for name, allowed in (("adv_norm", ("minibatch", "rollout")), ("reward_scale", ("return", "rollout"))):
+            if getattr(self, name) not in allowed:
+                raise dbp.ConfigError(name, getattr(self, name), f"must be one of {allowed}")
         if not self.std_min <= self.std_init <= self.std_max:
             raise dbp.ConfigError("std_init", self.std_init,
                                   f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")
 
 
-# The paper's coefficients where our defaults differ (ALGORITHM.md section 2): DBPOConfig(**PRESETS["paper"]).
-PRESETS = {"paper": dict(clip_coef=0.02, actor_lr=1e-5, std_init=0.03, anchor_over_chunk=True)}
+# The authors' configuration (their code's configs/finetune.yaml) where our defaults differ: DBPOConfig(**PRESETS["paper"]).
+# Their batch structure is one full-batch step per epoch on advantages normalized over the rollout (a minibatch as
+# large as their 50,000; their rollouts hold 40 envs x 500 decisions), value loss 0.5 * 0.5 * MSE, and each rollout's
+# rewards divided by their own std. Their rollout size is train.py's (PAPER_ROLLOUT, scaled down for 2 cores).
+PRESETS = {"paper": dict(clip_coef=0.02, actor_lr=1e-5, std_init=0.03, anchor_over_chunk=True, minibatch_size=50000,
+                         adv_norm="rollout", reward_scale="rollout", vf_coef=0.25, weight_decay=1e-6)}
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -145,7 +161,8 @@ class DBPOAgent(nn.Module):
         # Rewards are divided by the std of the discounted return G_t = r_t + gamma G_(t-1) (reset at episode ends,
         # carried per env across rollouts), over every rollout so far: scaled returns, and so the critic's
         # targets, stay O(1) whatever the reward's offset or the episodes' length (Gymnasium's NormalizeReward).
-        # The paper scales by the buffer's reward std alone: a rollout without a success then has a tiny std
+        # The paper scales by the buffer's reward std alone (reward_scale "rollout", --preset paper): a rollout
+        # without a success then has a tiny std
         # (the value loss grew 200x in our lift runs); the std of the per-decision reward over all rollouts left
         # targets ~ r / (std(r) (1 - gamma)) on dense rewards whose episodes only truncate (value loss 4e4).
         self.register_buffer("return_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))  # count, mean, var
@@ -381,8 +398,8 @@ def make_optimizers(agent, cfg, n_iterations):
     known): the lrs stay at their peaks after the warm-up. Returns (optimizers, schedulers) for ppo_update()."""
     if n_iterations is not None and (not isinstance(n_iterations, numbers.Integral) or n_iterations < 1):
         raise ValueError(f"n_iterations must be an int >= 1 or None; got {n_iterations!r}")
-    opts = [torch.optim.AdamW(agent.actor_parameters(), lr=cfg.actor_lr),
-            torch.optim.AdamW(agent.critic.parameters(), lr=cfg.critic_lr)]
+    opts = [torch.optim.AdamW(agent.actor_parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay),
+            torch.optim.AdamW(agent.critic.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay)]
     actor_updates = None if n_iterations is None else n_iterations - cfg.critic_warmup_iters
     plans = ((actor_updates, cfg.lr_warmup_iters), (n_iterations, 0))
     schedule = lambda n, w: lambda it: lr_factor(it, n, w, cfg.lr_floor)
@@ -398,6 +415,20 @@ def minibatches(B, size, generator, device):
     return parts
 
 
+def normalized(x):
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def scaled_advantages(agent, buffer, last_value, cfg):
+    """GAE advantages and returns (T, N) of the buffer's rewards scaled as cfg.reward_scale says, eq. (8): by the
+    running std of the discounted return (folded in here), or by the std of this rollout's rewards. The critic
+    learns values of scaled rewards, so the stored values are in scaled units already."""
+    agent.observe_rewards(buffer["reward"], buffer["terminated"] | buffer["truncated"])
+    scale = agent.reward_std if cfg.reward_scale == "return" else buffer["reward"].std().item() + 1e-8
+    return gae(buffer["reward"] / scale, buffer["value"], buffer["terminated"], buffer["truncated"],
+               buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
+
+
 def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_only=False, generator=None, replay=None):
     """One PPO update on a full buffer, then one step of the lr schedules. last_value (N,): V of
     the obs after the last decision; critic_only: warm-up, the actor stays put; replay: a SuccessReplay
@@ -407,13 +438,11 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
         raise ValueError(f"ppo_update needs a full buffer: {buffer.t} of {buffer.T} decisions stored")
     last_value = dbp.check_shape("last_value", last_value, (buffer.N,), buffer["value"].device)
     (actor_opt, critic_opt), B = optimizers, buffer.T * buffer.N
-    agent.observe_rewards(buffer["reward"], buffer["terminated"] | buffer["truncated"])
-    reward = buffer["reward"] / agent.reward_std                          # eq. (8), by the running return std
-    # the critic learns values of scaled rewards, so stored values are in scaled units already
-    advantages, returns = gae(reward, buffer["value"], buffer["terminated"], buffer["truncated"],
-                              buffer["final_value"], last_value, cfg.gamma, cfg.gae_lambda)
+    advantages, returns = scaled_advantages(agent, buffer, last_value, cfg)
     b = {k: buffer[k].reshape(B, *buffer[k].shape[2:]) for k in ("c", "z", "na", "logprob", "value")}
     b_advantages, b_returns = advantages.reshape(B), returns.reshape(B)
+    if cfg.adv_norm == "rollout":
+        b_advantages = normalized(b_advantages)
     stats, stop = [], False
     for _ in range(cfg.update_epochs):
         for mb in minibatches(B, cfg.minibatch_size, generator, b_advantages.device):
@@ -423,8 +452,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
             with torch.no_grad():
                 approx_kl = ((ratio - 1) - log_ratio).mean()
                 clipfrac = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
-            mb_adv = b_advantages[mb]
-            mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)   # per-minibatch normalization
+            mb_adv = b_advantages[mb] if cfg.adv_norm == "rollout" else normalized(b_advantages[mb])
             pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()  # (11)
             v_loss = F.mse_loss(new_value, b_returns[mb])                                                      # (12)
             loss = cfg.vf_coef * v_loss
@@ -458,16 +486,17 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
 
 
 # ----------------------------------------------------------------------------- demo
-def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None, episode=1, offset=0.0):
+def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None, episode=1, offset=0.0, objective="drift"):
     """Toy check of the whole loop. Stage 1 learns a = +-0.8 at random (whatever the obs); DBPO then
     fine-tunes it with reward -min(|a - target|, |a + target| + prefer) + offset per decision, so both
     modes should move inward to +-target and stay, even when prefer makes the positive (> 0) or negative
     mode (< 0) pay a little more. episode = 1: one-step episodes (terminated); episode > 1: episodes of that
     many decisions that end only at the limit (truncated, bootstrapped from V), a dense reward when offset != 0.
-    A decision succeeds within 0.1 of +-target; its mode is the sign of a (SuccessReplay). Returns the deployed
+    A decision succeeds within 0.1 of +-target; its mode is the sign of a (SuccessReplay). objective "mse": stage 1 is
+    a regressor instead (dbp.DBPConfig.objective), which starts at the modes' average. Returns the deployed
     policy's mean reward (without the offset) and fraction of positive actions, before and after, and the last
     stats."""
-    policy, _ = dbp.bimodal_toy(seed=seed)
+    policy, _ = dbp.bimodal_toy(seed=seed, objective=objective)
 
     reward = lambda a: -np.minimum(np.abs(a - target), np.abs(a + target) + prefer)
     def deployed(p):  # one pass of mu_theta(o, z), std head dropped

@@ -4,6 +4,8 @@ learning-rate schedule and GAE, and a bimodal bandit it must solve keeping both 
     python -m pytest -q test_dbpo.py        # under a minute on 2 CPU cores
 (train.py's --stage dbpo, which drives it, is tested in test_train.py.)
 """
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -290,3 +292,51 @@ def test_without_a_planned_length_the_lr_stays_at_its_peak_after_the_warm_up():
         actor.step()
         schedule.step()
     assert lrs == pytest.approx([agent.cfg.actor_lr * f for f in (0.5, 1, 1, 1, 1, 1)])
+
+
+# ----------------------------------------------------------------------------- the authors' configuration
+def test_advantages_normalized_over_the_whole_rollout_or_over_each_minibatch(monkeypatch):
+    sizes = []
+    normalized = dbpo.normalized
+    monkeypatch.setattr(dbpo, "normalized", lambda x: sizes.append(len(x)) or normalized(x))
+    for adv_norm, want in (("rollout", [20]), ("minibatch", [4, 8, 8])):   # 20 decisions; minibatches of 8, 8, 4
+        sizes.clear()
+        agent = _agent(update_epochs=1, minibatch_size=8, critic_warmup_iters=0, adv_norm=adv_norm, target_kl=math.inf)
+        stats = dbpo.ppo_update(agent, _rollout(agent), torch.zeros(5), *dbpo.make_optimizers(agent, agent.cfg, 10),
+                                agent.cfg)
+        assert sorted(sizes) == want and stats["charts/minibatches"] == 3, adv_norm
+    x = dbpo.normalized(torch.tensor([1.0, 2.0, 6.0]))
+    assert abs(x.mean()) < 1e-6 and abs(x.std() - 1) < 1e-6
+
+
+def test_rollout_reward_scaling_divides_by_the_rollouts_own_reward_std():
+    for scale in ("rollout", "return"):
+        agent = _agent(reward_scale=scale)
+        buffer = _rollout(agent)
+        adv, ret = dbpo.scaled_advantages(agent, buffer, torch.zeros(5), agent.cfg)
+        std = buffer["reward"].std().item() if scale == "rollout" else agent.reward_std
+        want = dbpo.gae(buffer["reward"] / std, buffer["value"], buffer["terminated"], buffer["truncated"],
+                        buffer["final_value"], torch.zeros(5), agent.cfg.gamma, agent.cfg.gae_lambda)
+        assert torch.allclose(adv, want[0], atol=1e-5) and torch.allclose(ret, want[1], atol=1e-5), scale
+
+
+def test_the_paper_preset_is_the_authors_configuration_and_flags_still_apply():
+    cfg = dbpo.DBPOConfig(**dbpo.PRESETS["paper"])        # the authors' configs/finetune.yaml, where ours differ
+    assert (cfg.clip_coef, cfg.actor_lr, cfg.critic_lr, cfg.std_init, cfg.std_min, cfg.std_max) == \
+        (0.02, 1e-5, 1e-4, 0.03, 0.03, 0.10)
+    assert (cfg.adv_norm, cfg.reward_scale, cfg.minibatch_size >= 20000, cfg.update_epochs) == ("rollout", "rollout", True, 5)
+    assert (cfg.vf_coef, cfg.weight_decay, cfg.anchor_coef, cfg.anchor_over_chunk, cfg.ent_coef) == (0.25, 1e-6, 1.0, True, 0.01)
+    assert (cfg.critic_warmup_iters, cfg.lr_warmup_iters, cfg.lr_floor, cfg.target_kl, cfg.max_grad_norm) == \
+        (5, 10, 0.3, 0.02, 0.5)
+    assert (cfg.gamma, cfg.gae_lambda, cfg.logprob_min) == (0.99, 0.95, -2.0)
+    agent = _agent(**dbpo.PRESETS["paper"])
+    optimizers, _ = dbpo.make_optimizers(agent, agent.cfg, 10)
+    assert [o.param_groups[0]["weight_decay"] for o in optimizers] == [1e-6, 1e-6]
+    with pytest.raises(dbp.ConfigError, match="adv_norm = 'episode': must be one of"):
+        dbpo.DBPOConfig(adv_norm="episode")
+
+
+def test_ppo_from_an_mse_regressor_starts_at_the_modes_average_and_improves_on_the_bandit():
+    before, after, stats = dbpo.bimodal_bandit(iterations=80, objective="mse")
+    assert before["reward"] < -0.45                       # the regressor averaged +-0.8: about 0, 0.6 from each target
+    assert after["reward"] > before["reward"] + 0.1 and np.isfinite(stats["losses/value"])

@@ -338,6 +338,22 @@ def test_train_dbpo_refuses_bad_checkpoints_clearly(tmp_path, make, message, mon
     assert str(e.value.code).startswith("error:") and message in str(e.value.code), e.value.code
 
 
+def test_an_mse_objective_trains_a_regressor_in_dbps_interface(tmp_path):
+    out = tmp_path / "m"
+    result = train.main(["--stage", "pretrain", *TINY, "--steps", "20", "--objective", "mse", "--out", str(out)])
+    assert result["steps"] == 20 and open(out / "log.csv").readline().startswith("step,loss,lr,success_rate")
+    policy = dbp.DBPPolicy.from_checkpoint(str(out / "ckpt.pt"))
+    assert policy.cfg.objective == "mse" and policy.info_keys == []
+
+
+def test_the_paper_preset_brings_the_authors_batch_structure_and_scaled_rollouts_and_flags_still_apply():
+    _, run, _ = train.parse(["--stage", "dbpo", "--preset", "paper", "--n-envs", "4"])
+    assert (run.n_envs, run.n_decisions, run.iterations, run.eval_every) == (4, 250, 100, 5)
+    assert (run.minibatch_size, run.adv_norm, run.reward_scale, run.clip_coef) == (50000, "rollout", "rollout", 0.02)
+    _, default, _ = train.parse(["--stage", "dbpo"])
+    assert (default.n_envs, default.n_decisions, default.adv_norm, default.reward_scale) == (8, 32, "minibatch", "return")
+
+
 # ----------------------------------------------------------------------------- plot
 def test_plot_overlays_runs_with_their_intervals_and_modes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

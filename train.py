@@ -5,7 +5,7 @@
     python train.py --stage pretrain --obs pixels    # from a 64x64 camera and the arms' pose, no object state
     python train.py --stage pretrain --out runs/x --resume    # continue an interrupted run
     python train.py --stage dbpo                     # stage 2: PPO fine-tuning of runs/pretrain-push-s0
-    python train.py --stage dbpo --preset paper      # ... with the paper's coefficients
+    python train.py --stage dbpo --preset paper      # ... with the authors' configuration
     python train.py --stage dbpo --help              # every flag of a stage, with its meaning and range
     python train.py --plot runs/dbpo-push-s0 runs/x  # overlay learning curves -> curves.png
 
@@ -102,6 +102,10 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, cli.DeviceConfig):
             raise dbp.ConfigError("task", self.task, "may be empty only with --dataset (a run without an env)")
 
 
+# --preset paper's rollouts: the authors' 40 envs x 500 decisions (20,000 per iteration) scaled down 10x to what two
+# cores roll out in seconds, 8 x 250, with about the defaults' env steps in all (100 x 2,000 decisions against 800 x 256)
+# and between evaluations (flags given still apply)
+PAPER_RUN = dict(n_envs=8, n_decisions=250, iterations=100, eval_every=5)
 # --obs pixels: a step costs ~10x a state step (the image encoder), so fewer of them (flags given still apply)
 PIXEL_DEFAULTS = dict(steps=6000, warmup_steps=300, eval_every=2000)
 # --task mw-<name>: the Meta-World protocol of DP3 and MP1, 10 scripted demos, and the steps of the last checkpoint of
@@ -115,8 +119,9 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, cli.DeviceConfig):
     ckpt: str = option("", "stage-1 (or DBPO) checkpoint to fine-tune ('': runs/pretrain-<task>-s<seed>/ckpt.pt, "
                        "where `--stage pretrain` with the same --task and --seed saves it)")
     task: str = option(envs.DEFAULT_TASK, "task of the default --ckpt; a checkpoint given by --ckpt brings its own")
-    preset: str = option("", "'paper': the paper's coefficients where our defaults differ "
-                         f"({', '.join(f'{k}={v}' for k, v in dbpo.PRESETS['paper'].items())}); flags given still apply")
+    preset: str = option("", "'paper': the authors' configuration where our defaults differ ("
+                         + ", ".join(f"{k}={v}" for k, v in {**dbpo.PRESETS["paper"], **PAPER_RUN}.items())
+                         + "); flags given still apply")
     iterations: int = option(800, "PPO iterations, each a rollout of n_envs x n_decisions then an update", ge=1)
     n_envs: int = option(8, "parallel environments N, each in its own worker process", ge=1)
     n_decisions: int = option(32, "decisions T per env per iteration; a decision executes Ta env steps", ge=1)
@@ -354,7 +359,7 @@ def parse(argv):
     if "plot" in given:
         return "plot", given["plot"], {}
     if given.get("preset") in dbpo.PRESETS:
-        given = {**dbpo.PRESETS[given["preset"]], **given}
+        given = {**dbpo.PRESETS[given["preset"]], **(PAPER_RUN if given["preset"] == "paper" else {}), **given}
     if stage == "pretrain" and given.get("obs") == "pixels":
         given = {**PIXEL_DEFAULTS, **given}
     if stage == "pretrain" and given.get("dataset") and "task" not in given:
