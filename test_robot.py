@@ -414,6 +414,28 @@ def test_record_writes_a_lerobot_dataset_that_appends_replays_and_trains(tmp_pat
     assert "holds obs/action dims (14, 8); task 'push' with --obs state needs (9, 4)" in str(e.value.code)
 
 
+def test_a_camera_recording_keeps_its_frames_as_video_and_a_dropped_episode_leaves_no_trace(tmp_path):
+    from robot_record import Recorder
+    rng, root = np.random.default_rng(0), str(tmp_path / "cam")
+    recorder = Recorder(lambda obs: obs["agent_pos"][:8] * 0.5, root, camera=True)
+    frames = rng.integers(0, 256, (2, 5, 1, 3, 4, 4), dtype=np.uint8).repeat(8, axis=-1).repeat(8, axis=-2)  # 32 x 32
+    for e, outcome in enumerate(("success", "stopped", "timeout")):     # an operator's stop is not kept
+        recorder.begin(seed=e)
+        for t in range(5):
+            obs = {"image": frames[min(e, 1), t][None, None], "agent_pos": np.full((1, 1, 8), t, np.float32)}
+            recorder.submit(obs, 0.1 * t, t)
+        assert recorder.end(outcome) == (outcome != "stopped")
+    recorder.close()
+    demo = dataset_io.read_dataset(root, image_keys=["observation.images.cam0"])
+    assert demo["episode_ends"].tolist() == [5, 10] and demo["success"].tolist() == [True, False]
+    assert demo["seeds"].tolist() == [0, 2] and demo["image"].shape == (10, 1, 3, 32, 32)
+    error = lambda a, b: np.abs(a.astype(int) - b).mean()
+    assert error(demo["image"][:5], frames[0]) < 8 < 40 < error(demo["image"][:5], frames[1])   # lossy video, its own
+    assert np.array_equal(demo["obs"][:5, 0], np.arange(5)) and np.allclose(demo["actions"], demo["obs"] * 0.5)
+    with pytest.raises(ValueError, match="not a robot.py recording without a camera"):
+        Recorder(lambda obs: obs, root, camera=False)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("make, message", [
     (lambda d: save_tiny_policy(d + "/push.pt", "push", 9, 4), "trained for task 'push'"),
