@@ -337,6 +337,6 @@ def test_the_paper_preset_is_the_authors_configuration_and_flags_still_apply():
 
 
 def test_ppo_from_an_mse_regressor_starts_at_the_modes_average_and_improves_on_the_bandit():
-    before, after, stats = dbpo.bimodal_bandit(iterations=80, objective="mse")
+    before, after, stats = dbpo.bimodal_bandit(iterations=40, objective="mse")   # measured: -0.555 -> -0.015
     assert before["reward"] < -0.45                       # the regressor averaged +-0.8: about 0, 0.6 from each target
-    assert after["reward"] > before["reward"] + 0.1 and np.isfinite(stats["losses/value"])
+    assert after["reward"] > before["reward"] + 0.3 and np.isfinite(stats["losses/value"])
