@@ -37,6 +37,7 @@ import cli
 import dbp
 import demonstrations
 import envs
+import rollouts
 import metaworld_tasks
 import run_dir
 import train
@@ -411,7 +412,7 @@ def summarize(cfg, cells, task):
             chunk = ({m: float(np.mean([r["chunk_modes"][m] for r in rs])) for m in rs[0]["chunk_modes"]}
                      if rs[0]["chunk_modes"] else None)
             by_step.append(dict(step=step, mean=float(np.mean(rates)), std=float(np.std(rates)), per_seed=rates,
-                                n_success=k, n_episodes=n, ci95=envs.wilson_interval(k, n), mode_counts=modes,
+                                n_success=k, n_episodes=n, ci95=rollouts.wilson_interval(k, n), mode_counts=modes,
                                 chunk_modes=chunk,
                                 train_seconds=float(np.mean([c["evaluations"][j]["train_seconds"] for c in mine]))))
         best = max(by_step, key=lambda r: r["mean"])
@@ -451,7 +452,7 @@ def expert_successes(cfg, tasks, episodes=50):
     for task in (t for t in tasks if t.startswith(metaworld_tasks.PREFIX) and t not in known):
         k = metaworld_tasks.expert_success(task[len(metaworld_tasks.PREFIX):], episodes)
         known[task] = dict(n_success=k, n_episodes=episodes, success_rate=k / episodes,
-                           ci95=envs.wilson_interval(k, episodes))
+                           ci95=rollouts.wilson_interval(k, episodes))
         write_json(path, known)
     return {t: known[t] for t in tasks if t in known}
 

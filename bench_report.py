@@ -11,6 +11,7 @@ import numpy as np
 
 import dbp
 import envs
+import rollouts
 import metaworld_tasks
 
 
@@ -22,7 +23,7 @@ def label(name):
 def pooled(rows):
     """Rows of several tasks (mean, n_success, n_episodes) -> the mean of their means and the pooled 95 % interval."""
     k, n = sum(r["n_success"] for r in rows), sum(r["n_episodes"] for r in rows)
-    return dict(mean=float(np.mean([r["mean"] for r in rows])), n_success=k, n_episodes=n, ci95=envs.wilson_interval(k, n))
+    return dict(mean=float(np.mean([r["mean"] for r in rows])), n_success=k, n_episodes=n, ci95=rollouts.wilson_interval(k, n))
 
 
 def compare(a, b):
@@ -171,7 +172,7 @@ if __name__ == "__main__":
     def made_up(rates, latency_ms, nfe=1, n=150):
         """A method's summary (bench.summarize's fields that the tables read) with success `rates` at steps 1, 2."""
         by_step = [dict(step=s, mean=r, std=0.05, n_success=round(r * n), n_episodes=n,
-                        ci95=envs.wilson_interval(round(r * n), n), mode_counts={}) for s, r in zip((1, 2), rates)]
+                        ci95=rollouts.wilson_interval(round(r * n), n), mode_counts={}) for s, r in zip((1, 2), rates)]
         return dict(nfe=nfe, by_step=by_step, best_step=max(by_step, key=lambda b: b["mean"])["step"], still_rising=False,
                     latency_p50_ms_1thread=latency_ms, latency_p50_ms_default=latency_ms, train_ms_per_step_1thread=9.0)
     tasks = {"push": dict(methods={"dbp": made_up([0.80, 0.90], 0.5), "dp-unet-ddim10": made_up([0.70, 0.92], 6.0, nfe=10),

@@ -80,15 +80,6 @@ def mode_names(task):
     return list(gym.spec(resolve_task(task)[1]).entry_point.mode_names)
 
 
-def wilson_interval(k, n, z=1.96):
-    """Wilson score interval [lo, hi] for k successes out of n trials."""
-    if n == 0:
-        return [0.0, 1.0]
-    phat, denom = k / n, 1 + z * z / n
-    centre, half = (phat + z * z / (2 * n)) / denom, z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
 def _shaped(distance):
     return min(float(distance), SHAPING_M)
 

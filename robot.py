@@ -278,7 +278,7 @@ def run(cfg, robot, policy=None, camera=None):
         fault_to_stop_ms=None if detected_s is None else round((stop_s - detected_s) * 1e3, 3),
         camera=None if camera is None else camera.stats(), sim=getattr(robot, "stats", lambda: None)(),
         episodes=n_done, successes=n_success, outcomes=outcomes, success_rate=n_success / n_done if n_done else None,
-        ci95=envs.wilson_interval(n_success, n_done), episodes_unfinished=len(outcomes) - n_done,
+        ci95=rollouts.wilson_interval(n_success, n_done), episodes_unfinished=len(outcomes) - n_done,
         load_avg_1m=[round(load_start, 2), round(os.getloadavg()[0], 2)],
         torch_threads=cfg.torch_threads, rt_priority=rt_priority, ckpt=cfg.ckpt or None,
         cpus=dict(loop=sorted(loop_cpus or all_cpus), workers=sorted(workers_cpus or all_cpus)),

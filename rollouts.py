@@ -8,6 +8,7 @@ envs.eval_seed(seed, i); a ChunkEnv's autoresets with envs.episode_seed.
 
     python rollouts.py          # evaluate() a policy that holds the arm still, on push
 """
+import math
 import os
 import signal
 
@@ -16,6 +17,15 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
+
+
+def wilson_interval(k, n, z=1.96):
+    """Wilson score interval [lo, hi] for k successes out of n trials."""
+    if n == 0:
+        return [0.0, 1.0]
+    phat, denom = k / n, 1 + z * z / n
+    centre, half = (phat + z * z / (2 * n)) / denom, z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 class ChunkEnv(gym.Wrapper):
@@ -148,7 +158,7 @@ def evaluate(task, policy, n_episodes=50, seed=0, progress=False, video=0, video
     n_success = sum(f["success"] for f in finals)
     mode_counts = {name: sum(f["success"] and f["mode"] == m for f in finals) for m, name in enumerate(names)}
     attempts = {name: sum(f["mode"] == m for f in finals) for m, name in enumerate(names)}   # committed to it
-    return {"success_rate": n_success / n_episodes, "ci95": envs.wilson_interval(n_success, n_episodes),
+    return {"success_rate": n_success / n_episodes, "ci95": wilson_interval(n_success, n_episodes),
             "n_episodes": n_episodes, "n_success": int(n_success),
             "mean_return": float(np.mean([f["episode_return"] for f in finals])),
             "mean_length": float(np.mean([f["episode_length"] for f in finals])),

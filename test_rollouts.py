@@ -69,5 +69,5 @@ def test_evaluate_reports_interval_and_modes():
     assert r["n_success"] == 0 and r["success_rate"] == 0 and r["mode_fractions"] == {"left": 0.0, "right": 0.0}
     assert r["mode_attempts"] == {"left": 0, "right": 0}                    # the block never left the middle
     assert r["ci95"][0] == 0 and 0.5 < r["ci95"][1] < 0.9
-    lo, hi = envs.wilson_interval(19, 20)
+    lo, hi = rollouts.wilson_interval(19, 20)
     assert 0.76 < lo < 0.77 and 0.99 < hi < 1.0
