@@ -78,11 +78,12 @@ class Recorder:
         self.obs_mode, self.writer = "pixels" if camera else "state", None
         self.first_index = 0
         if os.path.isfile(os.path.join(self.root, "meta", "info.json")):
-            features = dataset_io.read_info(self.root)["features"]
+            info = dataset_io.read_info(self.root)
+            features = info["features"]
             if dataset_io.STAMP_KEY not in features or any(k.startswith("observation.images") for k in features) != camera:
                 raise ValueError(f"{self.root} is not a robot.py recording {'with' if camera else 'without'} a camera: "
                                  "record elsewhere")
-            self.first_index = dataset_io.read_info(self.root)["total_episodes"]
+            self.first_index = info["total_episodes"]
 
     def begin(self, seed):
         self.steps, self.seed = [], seed
