@@ -98,7 +98,7 @@ class DBPOConfig(dbp.Config):
 # The authors' configuration (their code's configs/finetune.yaml) where our defaults differ: DBPOConfig(**PRESETS["paper"]).
 # Their batch structure is one full-batch step per epoch on advantages normalized over the rollout (a minibatch as
 # large as their 50,000; their rollouts hold 40 envs x 500 decisions), value loss 0.5 * 0.5 * MSE, and each rollout's
-# rewards divided by their own std. Their rollout size is train.py's (PAPER_ROLLOUT, scaled down for 2 cores).
+# rewards divided by their own std. Their rollout size is train.py's (PAPER_RUN, scaled down for 2 cores).
 PRESETS = {"paper": dict(clip_coef=0.02, actor_lr=1e-5, std_init=0.03, anchor_over_chunk=True, minibatch_size=50000,
                          adv_norm="rollout", reward_scale="rollout", vf_coef=0.25, weight_decay=1e-6)}
 

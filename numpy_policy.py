@@ -1,7 +1,7 @@
 """NumpyPolicy: a DBP state policy's predict_action in NumPy, for real-time loops (robot.py runs state policies
 through it). Between a loop's ticks torch ops go cold (~50 us each: the torch forward took 2.3 ms in robot.py's loop
 against 0.6 ms back to back); a NumPy op costs ~15 us. It mirrors dbp.DriftNet.forward op for op (tested equal to
-1e-5 in test_dbp.py) and imports only NumPy and torch (to read the weights): copy it beside dbp.py.
+1e-5 in test_numpy_policy.py) and imports only NumPy and torch (to read the weights): copy it beside dbp.py.
 
     fast = NumpyPolicy(policy)                 # a dbp.DBPPolicy with obs "state", its weights copied once
     chunk = fast.predict_action(obs)           # obs (B, To, Do) raw -> (B, Th, Da) raw, one network evaluation
