@@ -6,6 +6,8 @@ gives a state-dependent std that does not see z, so pi(a | o, z) = N(mu_theta(o,
 has an exact likelihood once z is stored with the decision. PPO updates the generator
 through that Gaussian; an anchor loss keeps it near the frozen stage-1 copy. Deployment
 stays one pass (eq. 16): the std head is dropped and policy.predict_action is used.
+DBPOConfig(steer="latent") steers the noise instead (eq. 17): a Gaussian over z in front of the
+frozen generator, folded into its input layer, so deployment is the same one pass.
 
 This file needs torch, numpy and dbp.py only:
     agent = DBPOAgent(stage1_policy, DBPOConfig())
@@ -85,22 +87,32 @@ class DBPOConfig(dbp.Config):
     std_min: float = option(0.03, "lower clamp of the std (normalized units)", gt=0.0)
     std_max: float = option(0.10, "upper clamp of the std (normalized units)", gt=0.0)
     critic_hidden: int = option(256, "critic MLP width (3 hidden layers, Mish)", ge=1)
+    steer: str = option("action", "PPO's Gaussian is over the 'action' around a trainable generator (the paper's), or "
+                        "over the 'latent' noise z ~ N(A c + a, diag(s)^2) of the frozen generator (eq. 17, as DSRL), "
+                        "folded into its input layer for deployment; the anchor then pulls A c + a to 0")
+    latent_std_min: float = option(0.1, "with steer 'latent': lower clamp of s (it starts at 1, the prior's)",
+                                   gt=0.0, le=1.0)
 
     def check(self):
-        for name, allowed in (("adv_norm", ("minibatch", "rollout")), ("reward_scale", ("return", "rollout"))):
+        for name, allowed in (("adv_norm", ("minibatch", "rollout")), ("reward_scale", ("return", "rollout")),
+                              ("steer", ("action", "latent"))):
             if getattr(self, name) not in allowed:
                 raise dbp.ConfigError(name, getattr(self, name), f"must be one of {allowed}")
+        if self.steer == "latent" and self.imitation_coef > 0:
+            raise dbp.ConfigError("imitation_coef", self.imitation_coef, "must be 0 with steer 'latent' (the "
+                                  "generator is frozen)")
         if not self.std_min <= self.std_init <= self.std_max:
             raise dbp.ConfigError("std_init", self.std_init,
                                   f"must lie in [std_min, std_max] = [{self.std_min}, {self.std_max}]")
 
 
-# The authors' configuration (their code's configs/finetune.yaml) where our defaults differ: DBPOConfig(**PRESETS["paper"]).
-# Their batch structure is one full-batch step per epoch on advantages normalized over the rollout (a minibatch as
-# large as their 50,000; their rollouts hold 40 envs x 500 decisions), value loss 0.5 * 0.5 * MSE, and each rollout's
-# rewards divided by their own std. Their rollout size is train.py's (PAPER_RUN, scaled down for 2 cores).
+# The authors' configuration (their configs/finetune.yaml) where our defaults differ: one full-batch step per epoch on
+# advantages normalized over the rollout, value loss 0.5 * 0.5 * MSE, each rollout's rewards divided by their own std.
+# Their rollouts (40 envs x 500 decisions) are train.py's PAPER_RUN, scaled down for 2 cores.
 PRESETS = {"paper": dict(clip_coef=0.02, actor_lr=1e-5, std_init=0.03, anchor_over_chunk=True, minibatch_size=50000,
                          adv_norm="rollout", reward_scale="rollout", vf_coef=0.25, weight_decay=1e-6)}
+# Latent steering as measured (RESULTS.md section 5): an anchor of 1 held the mean of z within ~0.05 of the prior.
+PRESETS["latent"] = dict(steer="latent", actor_lr=1e-3, anchor_coef=0.0)
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -155,16 +167,17 @@ class DBPOAgent(nn.Module):
         self.log_std = nn.Linear(C, Th * Da)                          # does not see z
         nn.init.zeros_(self.log_std.weight)
         nn.init.constant_(self.log_std.bias, math.log(cfg.std_init))
+        if cfg.steer == "latent":                                     # z ~ N(A c + a, diag(s)^2): at first the prior
+            self.policy.net.requires_grad_(False)
+            self.steer_mean = nn.Linear(C, self.L)
+            nn.init.zeros_(self.steer_mean.weight)
+            nn.init.zeros_(self.steer_mean.bias)
+            self.steer_log_std = nn.Parameter(torch.zeros(self.L))
         # env action bounds in normalized units, (Ta*Da,); unbounded until set_action_bounds
         self.register_buffer("nact_low", torch.full((self.Ta * Da,), -math.inf), persistent=False)
         self.register_buffer("nact_high", torch.full((self.Ta * Da,), math.inf), persistent=False)
-        # Rewards are divided by the std of the discounted return G_t = r_t + gamma G_(t-1) (reset at episode ends,
-        # carried per env across rollouts), over every rollout so far: scaled returns, and so the critic's
-        # targets, stay O(1) whatever the reward's offset or the episodes' length (Gymnasium's NormalizeReward).
-        # The paper scales by the buffer's reward std alone (reward_scale "rollout", --preset paper): a rollout
-        # without a success then has a tiny std
-        # (the value loss grew 200x in our lift runs); the std of the per-decision reward over all rollouts left
-        # targets ~ r / (std(r) (1 - gamma)) on dense rewards whose episodes only truncate (value loss 4e4).
+        # reward_scale "return": rewards / the std of the discounted return G_t = r_t + gamma G_(t-1), reset at episode
+        # ends and carried per env across rollouts (Gymnasium's NormalizeReward; why: ALGORITHM.md section 3)
         self.register_buffer("return_moments", torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))  # count, mean, var
         self.register_buffer("running_return", torch.zeros(0, dtype=torch.float64))  # (N,) G of each env's episode
         h = cfg.critic_hidden
@@ -172,6 +185,8 @@ class DBPOAgent(nn.Module):
                                     nn.Linear(h, h), nn.Mish(), nn.Linear(h, 1))
 
     def actor_parameters(self):
+        if self.cfg.steer == "latent":
+            return [*self.steer_mean.parameters(), self.steer_log_std]
         return [p for p in self.policy.parameters() if p.requires_grad] + list(self.log_std.parameters())
 
     def make_buffer(self, T, N):
@@ -197,6 +212,23 @@ class DBPOAgent(nn.Module):
         mu_chunk = self.policy.net(z, c)                                              # (N, Th*Da)
         log_std = self.log_std(c)[:, self.exec].clamp(math.log(self.cfg.std_min), math.log(self.cfg.std_max))
         return mu_chunk[:, self.exec], log_std.exp(), mu_chunk
+
+    def latent(self, c):
+        """With steer 'latent': the mean A c + a (N, L) and std s (L,) of the policy over z."""
+        return self.steer_mean(c), self.steer_log_std.clamp(math.log(self.cfg.latent_std_min), 0.0).exp()
+
+    @torch.no_grad()
+    def fold(self):
+        """With steer 'latent': write the policy over z into the deployed generator's input layer, which sees z
+        linearly: W_z (A c + a + s e) + W_c c + b = (W_z s) e + (W_c + W_z A) c + (b + W_z a). The deployed policy's
+        z ~ N(0, I) is then e, and predict_action samples the latent policy exactly, in one pass as before."""
+        if self.cfg.steer != "latent":
+            return
+        base, inp, L = self.anchor.inp, self.policy.net.inp, self.L
+        W_z, W_c = base.weight[:, :L], base.weight[:, L:]
+        s = self.latent(W_c.new_zeros(1, W_c.shape[1]))[1]
+        inp.weight.copy_(torch.cat([W_z * s, W_c + W_z @ self.steer_mean.weight], dim=1))
+        inp.bias.copy_(base.bias + W_z @ self.steer_mean.bias)
 
     def log_prob(self, mu, std, na):
         """Gaussian log-density averaged over the Ta*Da dims, then clamped below (eq. 6). Clamping each
@@ -256,14 +288,20 @@ class DBPOAgent(nn.Module):
         c = self.condition(obs)
         N = len(c)
         z = torch.randn(N, self.L, generator=generator).to(c.device)                 # (N, L), CPU stream on any device
-        mu, std, _ = self.distribution(c, z)
-        na = mu + std * torch.randn(mu.shape, generator=generator).to(c.device)
-        na = torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std)
-        na = torch.minimum(torch.maximum(na, self.nact_low), self.nact_high)
+        bounded = lambda na: torch.minimum(torch.maximum(na, self.nact_low), self.nact_high)
+        if self.cfg.steer == "latent":                         # the sampled z is the action; the generator is fixed
+            mean, s = self.latent(c)
+            z = mean + s * z
+            na, logprob = bounded(self.anchor(z, c)[:, self.exec]), self.log_prob(mean, s, z)
+        else:
+            mu, std, _ = self.distribution(c, z)
+            na = mu + std * torch.randn(mu.shape, generator=generator).to(c.device)
+            na = bounded(torch.minimum(torch.maximum(na, mu - 3 * std), mu + 3 * std))
+            logprob = self.log_prob(mu, std, na)
         actions = p.normalizer.unnormalize_actions(na.reshape(N, self.Ta, p.action_dim))   # (N, Ta, Da)
         if not torch.isfinite(actions).all():      # never hand an env (or a robot) NaN
             raise ValueError("act: the sampled actions are not finite: obs far outside the training data?")
-        step = dict(c=c, z=z, na=na, logprob=self.log_prob(mu, std, na), value=self._value(c))
+        step = dict(c=c, z=z, na=na, logprob=logprob, value=self._value(c))
         return actions.cpu().numpy(), step
 
     def set_action_bounds(self, low, high):
@@ -278,6 +316,10 @@ class DBPOAgent(nn.Module):
 
     def recompute(self, c, z, na):
         """Recompute with the SAME stored z: log-prob (B,), entropy (B,), value (B,) and the anchor loss."""
+        if self.cfg.steer == "latent":                          # z itself was the sampled action
+            mean, s = self.latent(c)
+            entropy = (0.5 * math.log(2 * math.pi * math.e) + s.log()).mean().expand(len(c))
+            return self.log_prob(mean, s, z), entropy, self._value(c), mean.pow(2).mean()
         mu, std, mu_chunk = self.distribution(c, z)
         entropy = (0.5 * math.log(2 * math.pi * math.e) + std.log()).mean(-1)          # eq. (13)
         with torch.no_grad():
@@ -477,6 +519,7 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
                 break
         if stop:
             break
+    agent.fold()                                   # steer 'latent': the deployed generator follows the update
     for sched, stepped in zip(schedulers, (not critic_only, True)):
         if stepped:
             sched.step()

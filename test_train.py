@@ -305,7 +305,7 @@ def test_paper_preset_sets_the_papers_coefficients_and_flags_still_apply():
     assert (cfg.clip_coef, cfg.std_init, cfg.actor_lr, cfg.anchor_over_chunk) == (0.02, 0.03, 2e-5, True)
     _, cfg, _ = train.parse(["--stage", "dbpo"])
     assert (cfg.clip_coef, cfg.std_init, cfg.actor_lr, cfg.anchor_over_chunk) == (0.1, 0.1, 3e-5, False)
-    with pytest.raises(SystemExit, match="--preset best: must be '' or one of \\['paper'\\]"):
+    with pytest.raises(SystemExit, match="--preset best: must be '' or one of \\['latent', 'paper'\\]"):
         train.parse(["--stage", "dbpo", "--preset", "best"])
 
 
@@ -346,12 +346,14 @@ def test_an_mse_objective_trains_a_regressor_in_dbps_interface(tmp_path):
     assert policy.cfg.objective == "mse" and policy.info_keys == []
 
 
-def test_the_paper_preset_brings_the_authors_batch_structure_and_scaled_rollouts_and_flags_still_apply():
+def test_the_presets_bring_their_settings_the_paper_its_scaled_rollouts_and_flags_still_apply():
     _, run, _ = train.parse(["--stage", "dbpo", "--preset", "paper", "--n-envs", "4"])
     assert (run.n_envs, run.n_decisions, run.iterations, run.eval_every) == (4, 250, 100, 5)
     assert (run.minibatch_size, run.adv_norm, run.reward_scale, run.clip_coef) == (50000, "rollout", "rollout", 0.02)
     _, default, _ = train.parse(["--stage", "dbpo"])
     assert (default.n_envs, default.n_decisions, default.adv_norm, default.reward_scale) == (8, 32, "minibatch", "return")
+    _, latent, _ = train.parse(["--stage", "dbpo", "--preset", "latent", "--actor-lr", "5e-4"])
+    assert (latent.steer, latent.anchor_coef, latent.actor_lr, latent.n_decisions) == ("latent", 0.0, 5e-4, 32)
 
 
 # ----------------------------------------------------------------------------- plot

@@ -6,6 +6,7 @@
     python train.py --stage pretrain --out runs/x --resume    # continue an interrupted run
     python train.py --stage dbpo                     # stage 2: PPO fine-tuning of runs/pretrain-push-s0
     python train.py --stage dbpo --preset paper      # ... with the authors' configuration
+    python train.py --stage dbpo --preset latent     # ... steering the frozen generator's noise z instead
     python train.py --stage dbpo --help              # every flag of a stage, with its meaning and range
     python train.py --plot runs/dbpo-push-s0 runs/x  # overlay learning curves -> curves.png
 
@@ -121,6 +122,7 @@ class DBPOStageConfig(RunConfig, dbpo.DBPOConfig, cli.DeviceConfig):
     task: str = option(envs.DEFAULT_TASK, "task of the default --ckpt; a checkpoint given by --ckpt brings its own")
     preset: str = option("", "'paper': the authors' configuration where our defaults differ ("
                          + ", ".join(f"{k}={v}" for k, v in {**dbpo.PRESETS["paper"], **PAPER_RUN}.items())
+                         + "); 'latent': latent steering (" + ", ".join(f"{k}={v}" for k, v in dbpo.PRESETS["latent"].items())
                          + "); flags given still apply")
     iterations: int = option(800, "PPO iterations, each a rollout of n_envs x n_decisions then an update", ge=1)
     n_envs: int = option(8, "parallel environments N, each in its own worker process", ge=1)
