@@ -215,7 +215,10 @@ class DBPOAgent(nn.Module):
 
     def latent(self, c):
         """With steer 'latent': the mean A c + a (N, L) and std s (L,) of the policy over z."""
-        return self.steer_mean(c), self.steer_log_std.clamp(math.log(self.cfg.latent_std_min), 0.0).exp()
+        return self.steer_mean(c), self._latent_std()
+
+    def _latent_std(self):
+        return self.steer_log_std.clamp(math.log(self.cfg.latent_std_min), 0.0).exp()
 
     @torch.no_grad()
     def fold(self):
@@ -226,8 +229,7 @@ class DBPOAgent(nn.Module):
             return
         base, inp, L = self.anchor.inp, self.policy.net.inp, self.L
         W_z, W_c = base.weight[:, :L], base.weight[:, L:]
-        s = self.latent(W_c.new_zeros(1, W_c.shape[1]))[1]
-        inp.weight.copy_(torch.cat([W_z * s, W_c + W_z @ self.steer_mean.weight], dim=1))
+        inp.weight.copy_(torch.cat([W_z * self._latent_std(), W_c + W_z @ self.steer_mean.weight], dim=1))
         inp.bias.copy_(base.bias + W_z @ self.steer_mean.bias)
 
     def log_prob(self, mu, std, na):
