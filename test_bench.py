@@ -25,7 +25,7 @@ QUICK_METHODS = {"dbp": 1, "dp-unet-ddpm20": 20, "dp-unet-ddim5": 5, "dp-mlp-ddp
 
 @pytest.mark.slow
 @pytest.mark.device
-def test_bench_quick_json_has_every_field_and_a_stopped_run_continues_from_its_cells(tmp_path):
+def test_bench_quick_json_has_every_field_and_a_stopped_run_continues_from_its_cells(tmp_path, capsys):
     path, out = tmp_path / "bench.json", tmp_path / "bq"
     cmd = [sys.executable, os.path.join(HERE, "bench.py"), "--quick", "--out", str(out), "--demo-dir", str(tmp_path / "demos"),
            "--device", DEVICE]
@@ -65,18 +65,19 @@ def test_bench_quick_json_has_every_field_and_a_stopped_run_continues_from_its_c
             assert v[at]["verdict"] in ("DBP wins", "DBP loses", "tie") and 0 <= v[at]["other"] <= 1, v
         assert f"| push | {bench_report.label(v['method'])} | {v['best']['dbp']:.2f} / {v['best']['other']:.2f} | " in run.stdout
     assert len(os.listdir(out / "cells")) == 6                                      # one per trained model
-    # a rerun trains nothing: it reads the cells back
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "6 of 6 cells already" in again.stdout and "cells:" not in again.stderr
+    # a rerun trains nothing: it reads the cells back (in this process: the checks below need no fresh interpreter)
+    capsys.readouterr()
+    bench.main(cmd[2:])
+    again = capsys.readouterr()
+    assert "6 of 6 cells already" in again.out and "cells:" not in again.err
     assert [r["by_step"] for r in json.load(open(out / "bench.json"))["tasks"]["push"]["methods"].values()] == \
         [r["by_step"] for r in task["methods"].values()]
-    empty = subprocess.run(cmd + ["--report", "--out", str(tmp_path / "empty")], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=300)
-    assert empty.returncode == 0 and "0 of 6 cells" in empty.stdout and "nothing to report" in empty.stdout
+    assert bench.main(cmd[2:] + ["--report", "--out", str(tmp_path / "empty")]) is None
+    empty = capsys.readouterr().out
+    assert "0 of 6 cells" in empty and "nothing to report" in empty
     # cells measured with other settings are not mixed in
-    other = subprocess.run(cmd + ["--eval-episodes", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert other.returncode != 0 and "eval_episodes = 5" in other.stderr and "Traceback" not in other.stderr
-
+    with pytest.raises(SystemExit, match="eval_episodes = 5"):
+        bench.main(cmd[2:] + ["--eval-episodes", "6"])
 
 def _die(job):
     os._exit(9)  # what the kernel's out-of-memory kill looks like to the pool

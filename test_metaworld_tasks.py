@@ -71,10 +71,13 @@ def test_train_pretrains_and_evaluates_a_meta_world_task(tmp_path):
     assert os.path.exists(tmp_path / "demos" / "mw-assembly_n3_s0.npz")
 
 
-def test_train_takes_the_protocol_demos_by_default():
-    assert (train.parse(["--task", "mw-assembly"])[1].demos, train.parse(["--task", "mw-assembly"])[1].steps) == (10, 5000)
-    assert train.parse(["--task", "mw-assembly", "--demos", "4"])[1].demos == 4
-    assert train.parse([])[1].demos == 200
+def test_train_takes_the_protocol_demos_and_chunk_by_default():
+    cfg = train.parse(["--task", "mw-assembly"])[1]
+    assert (cfg.demos, cfg.steps, cfg.horizon, cfg.n_action_steps, cfg.n_obs_steps) == (10, 5000, 4, 3, 2)
+    given = train.parse(["--task", "mw-assembly", "--demos", "4", "--horizon", "8", "--n-action-steps", "2"])[1]
+    assert (given.demos, given.horizon, given.n_action_steps) == (4, 8, 2)
+    default = train.parse([])[1]
+    assert (default.demos, default.horizon, default.n_action_steps) == (200, 8, 2)
 
 
 def test_group_summary_pools_the_tasks_of_each_group():
