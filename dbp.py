@@ -1,11 +1,10 @@
 """Drift-Based Policy (DBP): a one-step generative policy trained with a drifting objective.
 
-Gao et al. 2026, "Drift-Based Policy Optimization" (arXiv 2604.03540), built on Deng et al.
-2026, "Generative Modeling via Drifting" (arXiv 2602.04770). A network a = f(obs, z) maps noise
-z to an action chunk in ONE forward pass. Training attracts generated chunks to demonstrated
-ones and repels them from each other (the drift field V); the network regresses onto its own
-drifted samples (stop-gradient). "eq. (N)" in comments refers to ALGORITHM.md of this
-repository (the method in full); the comments here suffice to read the code without it.
+Gao et al. 2026, "Drift-Based Policy Optimization" (arXiv 2604.03540), built on Deng et al. 2026, "Generative
+Modeling via Drifting" (arXiv 2602.04770). A network a = f(obs, z) maps noise z to an action chunk in ONE forward
+pass. Training attracts generated chunks to demonstrated ones and repels them from each other (the drift field V);
+the network regresses onto its own drifted samples (stop-gradient). "eq. (N)" refers to ALGORITHM.md of this
+repository; the comments here suffice to read the code without it.
 
 This file stands alone (torch, numpy, stdlib): copy it into your codebase and use
     policy = DBPPolicy(obs_dim, action_dim, DBPConfig(horizon=8, n_obs_steps=2))
@@ -13,16 +12,13 @@ This file stands alone (torch, numpy, stdlib): copy it into your codebase and us
     pos, w = policy.positives(obs, actions)       # optional: neighbour positives (K = cfg.k)
     loss, info = policy.compute_loss(obs, actions, pos, w)
     actions = policy.predict_action(obs)          # exactly one network evaluation
-From cameras (DBPConfig(obs="pixels")), obs is {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
+From cameras, obs = {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}, and the same calls after
     policy = DBPPolicy(Do, action_dim, DBPConfig(obs="pixels"), image_shape=(V, 3, H, W))
-    policy.normalizer.fit(obs["agent_pos"], actions)   # then as above
-Run `python dbp.py` for a seconds-long demo; example.py runs both stages with this file and dbpo.py alone.
+test_dbp.py, copied beside it, is its tests; example.py runs both stages with this file and dbpo.py alone.
 
-Shape letters, used in comments at every reshape:
-    B batch of observations, G generated samples per observation, K positives per
-    observation, To obs steps, Do obs dim, Th action horizon (chunk length), Da action dim,
-    Ta executed steps per chunk, L = Th*Da, N dataset size (or envs). An `n` prefix marks
-    normalized data.
+Shape letters, used in comments at every reshape: B batch of observations, G generated samples per observation,
+K positives per observation, To obs steps, Do obs dim, Th action horizon (chunk length), Da action dim, Ta executed
+steps per chunk, L = Th*Da, N dataset size (or envs). An `n` prefix marks normalized data.
 """
 import copy
 import dataclasses
@@ -168,13 +164,9 @@ def global_mean(x, group):
 
 @torch.no_grad()
 def _drift_target(x, pos, pos_weights, temperatures, group=None):
-    """Drifted target for detached samples x (B, G, L) and positives pos (B, K, L).
-
-    Returns (target, unit, force_rms): target (B, G, L) in scaled units (vectors / unit), the
-    scale `unit` (a scalar tensor), and the raw RMS of each temperature's force, for logging.
-    group: the distributed group whose processes hold the other shares of the batch (None: this
-    process has it all); the normalizing statistics are then the whole batch's, all-reduced.
-    """
+    """Drifted target for detached samples x (B, G, L) and positives pos (B, K, L) -> (target, unit, force_rms):
+    target (B, G, L) in scaled units (vectors / unit), the scale `unit` (a scalar tensor), and the raw RMS of each
+    temperature's force, for logging. group: see drift_loss."""
     B, G, L = x.shape
     Y = torch.cat([x, pos], dim=1)                          # (B, G+K, L)
     d = torch.cdist(x, Y)                                   # (B, G, G+K)
@@ -204,14 +196,11 @@ def _drift_target(x, pos, pos_weights, temperatures, group=None):
 
 def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES, group=None):
     """Drifting loss, eq. (4): MSE between generated samples and their drifted, detached targets.
-
-    gen (B, G, L) carries gradient; pos (B, K, L) are positives (data); pos_weights (B, K)
-    scales how much each positive attracts (None = all 1). Returns (loss, force_rms): the loss
-    value stays near a constant however good the fit, so log force_rms (one per temperature).
-    group: under data parallelism, the processes holding the batch's other (equal) shares; the
-    distance scale and force RMS are then the whole batch's, so P processes train the objective
-    of one process with the whole batch (a test compares the weights).
-    """
+    gen (B, G, L) carries gradient; pos (B, K, L) are positives (data); pos_weights (B, K) scales how much each
+    positive attracts (None = all 1). Returns (loss, force_rms): the loss stays near a constant however good the
+    fit, so log force_rms (one per temperature). group: under data parallelism, the processes holding the batch's
+    other (equal) shares; the distance scale and force RMS are then the whole batch's, so P processes train the
+    objective of one process with the whole batch (a test compares the weights)."""
     if gen.dim() != 3 or pos.dim() != 3 or gen.shape[0] != pos.shape[0] or gen.shape[2] != pos.shape[2]:
         raise ValueError(f"drift_loss expects gen (B, G, L) and pos (B, K, L); got {tuple(gen.shape)} and {tuple(pos.shape)}")
     if len(temperatures) == 0 or not all(isinstance(t, numbers.Real) and 0 < t < math.inf for t in temperatures):
@@ -230,16 +219,12 @@ def drift_loss(gen, pos, pos_weights=None, temperatures=TEMPERATURES, group=None
 @torch.no_grad()
 def neighbor_positives(query_obs, data_obs, data_actions, k, bandwidth, chunk=1024):
     """Positive set for each query: the action chunks of its k nearest demonstration observations.
-
-    query_obs (B, To, Do) and data_obs (N, To, Do) must be in the same (normalized) space;
-    data_actions (N, Th, Da). Returns pos_actions (B, k, Th, Da) and pos_weights (B, k).
-    Weights are a Gaussian kernel on the distance beyond the nearest neighbour's, with width
-    `bandwidth` per obs dimension: the nearest (for a dataset sample: its own recorded chunk)
-    always counts 1, neighbours in the same situation ~1, in a different situation ~0.
-    bandwidth=inf gives plain unweighted kNN; k=1 the paper's setting (the recorded chunk).
-    Measured in RESULTS.md (the positives study): k=16 helps with few demos on some tasks and costs precision
-    on others; unweighted kNN costs precision everywhere.
-    """
+    query_obs (B, To, Do) and data_obs (N, To, Do) in the same (normalized) space, data_actions (N, Th, Da)
+    -> pos_actions (B, k, Th, Da), pos_weights (B, k). Weights are a Gaussian kernel on the distance beyond the
+    nearest neighbour's, of width `bandwidth` per obs dimension: the nearest (for a dataset sample: its own
+    recorded chunk) counts 1, neighbours in the same situation ~1, in a different one ~0. bandwidth=inf: plain
+    kNN; k=1: the paper's setting. RESULTS.md (the positives study): k=16 helps with few demos on some tasks and
+    costs precision on others; unweighted kNN costs precision everywhere."""
     device = torch.as_tensor(data_obs).device
     query_obs = check_shape("query_obs", query_obs, (None, None, None), device)
     data_obs = check_shape("data_obs", data_obs, (None, *query_obs.shape[1:]), device)
@@ -409,13 +394,10 @@ class FiLMBlock(nn.Module):
 
 class DriftNet(nn.Module):
     """Generator f(z, c): noise z (.., L) and condition c (.., To*Do) -> action chunk (.., L).
-
-    An MLP with FiLM conditioning and no timestep input: on CPU it is ~10x cheaper than the
-    paper's 1-D conv U-Net at batch 1, and the tasks here are low-dimensional. c may hold one
-    row per observation, (B, 1, To*Do), against z (B, G, L): the condition path then runs
-    once per observation and broadcasts over the G samples (SiLU, not Mish: 4x faster on CPU).
-    numpy_policy.NumpyPolicy mirrors this forward pass: change the two together.
-    """
+    An MLP with FiLM conditioning and no timestep input: on CPU ~10x cheaper than the paper's 1-D conv U-Net at
+    batch 1, and the tasks here are low-dimensional. c may hold one row per observation, (B, 1, To*Do), against
+    z (B, G, L): the condition path then runs once per observation and broadcasts over the G samples (SiLU, not
+    Mish: 4x faster on CPU). numpy_policy.NumpyPolicy mirrors this forward pass: change the two together."""
 
     def __init__(self, noise_dim, cond_dim, hidden_dim, n_blocks):
         super().__init__()
@@ -435,13 +417,11 @@ class DriftNet(nn.Module):
 # ----------------------------------------------------------------------------- policy
 class DBPPolicy(nn.Module):
     """One-step generative policy: predict_action = one DriftNet evaluation.
-
-    obs_dim Do and action_dim Da come from the data; cfg (DBPConfig) sizes the chunk, the net and
-    the drift loss. Observations and actions are min-max normalized to [-1, 1] by
-    `self.normalizer` (fit it on the training data), saved with the weights.
-    With cfg.obs = "pixels", obs is a dict {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
-    image_shape = (V, 3, H, W), and an ImageEncoder's features join the normalized agent_pos in the condition.
-    """
+    obs_dim Do and action_dim Da come from the data; cfg (DBPConfig) sizes the chunk, the net and the drift loss.
+    Observations and actions are min-max normalized to [-1, 1] by `self.normalizer` (fit it on the training
+    data), saved with the weights. With cfg.obs = "pixels", obs is a dict {"image": (B, To, V, 3, H, W) uint8,
+    "agent_pos": (B, To, Do)}: image_shape = (V, 3, H, W), and an ImageEncoder's features join the normalized
+    agent_pos in the condition."""
 
     def __init__(self, obs_dim, action_dim, cfg=DBPConfig(), image_shape=None):
         super().__init__()
@@ -621,35 +601,3 @@ def load_checkpoint(path):
         if key not in ckpt:
             raise ValueError(f"{path} is missing the field '{key}'")
     return ckpt
-
-
-# ----------------------------------------------------------------------------- demo
-def bimodal_toy(steps=400, seed=0, objective="drift"):
-    """Conditional bimodal toy: action = +-0.8 at random whatever the observation. Trains a
-    small DBPPolicy on it (weighted neighbour positives, K = 16: every observation has one
-    recorded action, its neighbours hold both modes; objective 'mse': regression, which averages
-    them) -> (policy, seconds). Also the stage-1 policy of dbpo.py's demo."""
-    torch.manual_seed(seed)
-    N = 2000
-    obs = torch.rand(N, 1, 1) * 2 - 1                                   # (N, To, Do)
-    actions = (torch.randint(0, 2, (N, 1, 1)) * 1.6 - 0.8) + 0.02 * torch.randn(N, 1, 1)
-    policy = DBPPolicy(obs_dim=1, action_dim=1, cfg=DBPConfig(horizon=1, n_obs_steps=1, n_action_steps=1, hidden_dim=128, k=16,
-                                                              objective=objective))
-    policy.normalizer.fit(obs, actions)
-    pos, w = policy.positives(obs, actions)
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    t0 = time.time()
-    for _ in range(steps):
-        i = torch.randint(0, N, (64,))
-        loss, _ = policy.compute_loss(obs[i], actions[i], pos[i], w[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return policy, time.time() - t0
-
-
-if __name__ == "__main__":
-    policy, seconds = bimodal_toy()
-    a = policy.predict_action(torch.rand(1000, 1, 1) * 2 - 1).flatten()
-    print(f"bimodal toy, trained 400 steps in {seconds:.1f}s: {(a > 0.4).float().mean():.2f} of samples near +0.8, "
-          f"{(a < -0.4).float().mean():.2f} near -0.8, {(a.abs() < 0.4).float().mean():.2f} in the empty middle")

@@ -15,8 +15,7 @@ This file needs torch, numpy and dbp.py only:
     actions, step = agent.act(obs)             # rollout: (N, Ta, Da) raw actions + what to store
     buffer.add(**step, reward=r, terminated=term, truncated=trunc, final_value=agent.value(final_obs))
     stats = ppo_update(agent, buffer, agent.value(obs), optimizers, schedulers, cfg)
-Run `python dbpo.py` for a seconds-long demo on a one-step bandit. "eq. (N)" refers to
-ALGORITHM.md of this repository.
+toys.py fine-tunes a bimodal toy on a bandit in seconds. "eq. (N)" refers to ALGORITHM.md of this repository.
 Shape letters as in dbp.py; N envs, T decisions per env in a rollout, Ta executed steps.
 """
 import copy
@@ -528,52 +527,3 @@ def ppo_update(agent, buffer, last_value, optimizers, schedulers, cfg, critic_on
     v, r = b["value"], b_returns
     explained_variance = float(1 - (r - v).var() / r.var().clamp_min(1e-8))
     return dict(zip(METRICS, [*np.mean(stats, axis=0).tolist(), explained_variance, len(stats)]))
-
-
-# ----------------------------------------------------------------------------- demo
-def bimodal_bandit(iterations=80, seed=0, target=0.6, prefer=0.0, cfg=None, episode=1, offset=0.0, objective="drift"):
-    """Toy check of the whole loop. Stage 1 learns a = +-0.8 at random (whatever the obs); DBPO then
-    fine-tunes it with reward -min(|a - target|, |a + target| + prefer) + offset per decision, so both
-    modes should move inward to +-target and stay, even when prefer makes the positive (> 0) or negative
-    mode (< 0) pay a little more. episode = 1: one-step episodes (terminated); episode > 1: episodes of that
-    many decisions that end only at the limit (truncated, bootstrapped from V), a dense reward when offset != 0.
-    A decision succeeds within 0.1 of +-target; its mode is the sign of a (SuccessReplay). objective "mse": stage 1 is
-    a regressor instead (dbp.DBPConfig.objective), which starts at the modes' average. Returns the deployed
-    policy's mean reward (without the offset) and fraction of positive actions, before and after, and the last
-    stats."""
-    policy, _ = dbp.bimodal_toy(seed=seed, objective=objective)
-
-    reward = lambda a: -np.minimum(np.abs(a - target), np.abs(a + target) + prefer)
-    def deployed(p):  # one pass of mu_theta(o, z), std head dropped
-        a = p.predict_action(np.random.default_rng(seed).uniform(-1, 1, (1000, 1, 1)).astype(np.float32)).ravel()
-        return dict(reward=float(reward(a).mean()), positive=float((a > 0).mean()))
-
-    cfg = cfg or DBPOConfig()
-    agent = DBPOAgent(policy, cfg)
-    n_envs, T = 64, 4
-    buffer, successes = agent.make_buffer(T, n_envs), SuccessReplay(n_envs, cfg.imitation_capacity)
-    optimizers, schedulers = make_optimizers(agent, cfg, iterations)
-    obs = lambda: torch.rand(n_envs, 1, 1) * 2 - 1
-    for it in range(iterations):
-        for t in range(T):
-            a, step = agent.act(obs())                                            # (N, Ta=1, Da=1)
-            end = torch.full((n_envs,), (it * T + t + 1) % episode == 0)
-            final_value = agent.value(obs()) if episode > 1 and end.all() else torch.zeros(n_envs)
-            buffer.add(**step, reward=reward(a[:, 0, 0]) + offset, terminated=end & (episode == 1),
-                       truncated=end & (episode > 1), final_value=final_value)
-            successes.record(step["c"], step["z"], step["na"])
-            for i in range(n_envs):
-                successes.end(i, min(abs(a[i, 0, 0] - target), abs(a[i, 0, 0] + target)) < 0.1, a[i, 0, 0] > 0)
-        stats = ppo_update(agent, buffer, agent.value(obs()), optimizers, schedulers, cfg,
-                           critic_only=it < cfg.critic_warmup_iters, replay=successes)
-        buffer.reset()
-    return deployed(policy), deployed(agent.policy), stats
-
-
-if __name__ == "__main__":
-    import time
-    t0 = time.time()
-    before, after, stats = bimodal_bandit()
-    print(f"bandit, deployed mu(o, z): mean reward {before['reward']:.3f} -> {after['reward']:.3f}, "
-          f"positive mode {before['positive']:.2f} -> {after['positive']:.2f}; last update {stats}; "
-          f"{time.time() - t0:.1f}s")

@@ -12,6 +12,7 @@ import torch
 
 import dbp
 import dbpo
+import toys
 
 
 # ----------------------------------------------------------------------------- agent
@@ -211,7 +212,7 @@ def test_dbpo_bandit_moves_both_modes_to_the_rewarded_actions(prefer, episode, o
     # its defaults must move the deployed mu(o, z) there and keep both modes. The second case: episodes of 8
     # decisions that only truncate, every reward shifted by -1 (a dense reward). Scaled by the per-decision
     # reward std, its value loss was 548 and the reward reached -0.075; by the return std, 0.008 and -0.007.
-    before, after, stats = dbpo.bimodal_bandit(iterations=80, prefer=prefer, episode=episode, offset=offset)
+    before, after, stats = toys.bimodal_bandit(iterations=80, prefer=prefer, episode=episode, offset=offset)
     assert before["reward"] < -0.15 and after["reward"] > before["reward"] + 0.1, (before, after)
     assert 0.3 < after["positive"] < 0.7, after
     assert stats["losses/value"] < 1.0, stats       # scaled returns: the critic's targets stay O(1)
@@ -337,7 +338,7 @@ def test_the_paper_preset_is_the_authors_configuration_and_flags_still_apply():
 
 
 def test_ppo_from_an_mse_regressor_starts_at_the_modes_average_and_improves_on_the_bandit():
-    before, after, stats = dbpo.bimodal_bandit(iterations=40, objective="mse")   # measured: -0.555 -> -0.015
+    before, after, stats = toys.bimodal_bandit(iterations=40, objective="mse")   # measured: -0.555 -> -0.015
     assert before["reward"] < -0.45                       # the regressor averaged +-0.8: about 0, 0.6 from each target
     assert after["reward"] > before["reward"] + 0.3 and np.isfinite(stats["losses/value"])
 
@@ -370,6 +371,6 @@ def test_latent_steering_chooses_the_better_paid_mode_of_the_frozen_generator():
     # The reward pays the positive mode 0.5 more; the generator stays frozen at +-0.8, so steering z picks the
     # mode (measured: positive share 0.52 -> 0.995, reward -0.42 -> -0.17, -0.2 being the best at a = 0.8).
     cfg = dbpo.DBPOConfig(steer="latent", actor_lr=3e-3, anchor_coef=0.0)
-    before, after, _ = dbpo.bimodal_bandit(iterations=60, prefer=0.5, cfg=cfg)
+    before, after, _ = toys.bimodal_bandit(iterations=60, prefer=0.5, cfg=cfg)
     assert before["positive"] < 0.6 and after["positive"] > 0.9, (before, after)
     assert after["reward"] > before["reward"] + 0.15 and after["reward"] < -0.15   # no action off the generator's
