@@ -11,7 +11,7 @@ and plots of the report are bench_report.py's.
 
     python bench.py                            # all tasks, models and 3 seeds; OUT/bench.json, bench.png, bench_steps.png
     python bench.py --suite metaworld          # 11 hard Meta-World tasks, 10 demos: runs/bench-metaworld, + bench_groups.png
-    python bench.py --quick --json bench.json  # reduced run in a few minutes (the test's)
+    python bench.py --quick --json bench.json  # reduced run in a few minutes
     python bench.py --help                     # every flag, with its meaning
 """
 import dataclasses

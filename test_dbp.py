@@ -245,14 +245,15 @@ def test_ema_tracks_the_model():
 # ----------------------------------------------------------------------------- dbp.py alone
 @slow
 def test_dbp_py_and_its_tests_pass_alone_in_an_empty_folder(tmp_path):
-    """Copied alone beside dbp.py, this file's learning and checkpoint tests pass (nothing else on the path)."""
+    """Copied alone beside dbp.py, this file's tests pass (nothing else on the path; the two toys that train for
+    seconds are left to the run in the repository)."""
     for name in ("dbp.py", "test_dbp.py"):
         (tmp_path / name).write_text(open(os.path.join(HERE, name)).read())
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-k",
-                          "bimodal_toy or checkpoint", "test_dbp.py"], cwd=tmp_path, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-k", "not toy",
+                          "test_dbp.py"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PYTHONPATH": ""})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert re.search(r"\b([4-9]|\d\d+) passed", out.stdout), out.stdout[-500:]
+    assert re.search(r"\b\d\d+ passed", out.stdout) and "failed" not in out.stdout, out.stdout[-500:]
 
 
 @device
