@@ -12,8 +12,9 @@ This file stands alone (torch, numpy, stdlib): copy it into your codebase and us
     pos, w = policy.positives(obs, actions)       # optional: neighbour positives (K = cfg.k)
     loss, info = policy.compute_loss(obs, actions, pos, w)
     actions = policy.predict_action(obs)          # exactly one network evaluation
-From cameras, obs = {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}, and the same calls after
+From cameras (DBPConfig(obs="pixels")), obs is {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
     policy = DBPPolicy(Do, action_dim, DBPConfig(obs="pixels"), image_shape=(V, 3, H, W))
+    policy.normalizer.fit(obs["agent_pos"], actions)   # then as above
 test_dbp.py, copied beside it, is its tests; example.py runs both stages with this file and dbpo.py alone.
 
 Shape letters, used in comments at every reshape: B batch of observations, G generated samples per observation,

@@ -147,31 +147,41 @@ def read_evaluations(run_dir):
     return x, y, [r for r in rows if r.get(y)]
 
 
+def _mode_series(rows):
+    """Each mode's successes per 100 evaluation episodes (a log from before those counts: the mode's share of the
+    successes) as [(mode, values)]; empty for a task without modes."""
+    counted = bool(rows) and "eval/episodes" in rows[0]
+    prefix = "eval/successes_" if counted else "eval/mode_"
+    scale = (lambda r: 100 / float(r["eval/episodes"])) if counted else (lambda r: 1.0)
+    keys = [k for k in (rows[0] if rows else {}) if k.startswith(prefix)]
+    return [(k[len(prefix):], [float(r[k]) * scale(r) for r in rows]) for k in keys]
+
+
 def plot_curves(run_dirs, path):
-    """Success (its 95 % interval shaded, where logged) and each mode's successes per 100 evaluation episodes (a
-    log from before those counts: the mode's share of the successes) against env steps (stage 2; gradient steps for
-    stage 1): one colour per run, written to path."""
+    """Success (its 95 % interval shaded, where logged) and, for tasks with modes, each mode's successes per 100
+    evaluation episodes against env steps (stage 2; gradient steps for stage 1): one colour per run, written to
+    path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
-    for i, run_dir in enumerate(run_dirs):
-        xkey, ykey, rows = read_evaluations(run_dir)
-        color, label = f"C{i % 10}", os.path.basename(os.path.normpath(run_dir))
-        x = [int(r[xkey]) for r in rows]
+    runs = [(os.path.basename(os.path.normpath(d)), *read_evaluations(d)) for d in run_dirs]   # (label, x, y, rows)
+    modes = [_mode_series(rows) for *_, rows in runs]
+    if any(modes):                                            # a second panel for the modes' successes
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
+        bottom.set(ylabel="successes per 100 episodes\n(older logs: share of successes)")
+    else:                                                     # a task without modes (Meta-World): success alone
+        fig, top = plt.subplots(figsize=(7, 4))
+    for i, ((label, xkey, ykey, rows), series) in enumerate(zip(runs, modes)):
+        color, x = f"C{i % 10}", [int(r[xkey]) for r in rows]
         top.plot(x, [float(r[ykey]) for r in rows], "o-", color=color, ms=3, label=label)
         if rows and rows[0].get("eval/ci95_low"):
             top.fill_between(x, [float(r["eval/ci95_low"]) for r in rows], [float(r["eval/ci95_high"]) for r in rows],
                              color=color, alpha=0.15, lw=0)
-        counted = bool(rows) and "eval/episodes" in rows[0]
-        prefix = "eval/successes_" if counted else "eval/mode_"
-        scale = (lambda r: 100 / float(r["eval/episodes"])) if counted else (lambda r: 1.0)
-        for style, key in zip(("-", "--", ":", "-."), [k for k in (rows[0] if rows else {}) if k.startswith(prefix)]):
-            bottom.plot(x, [float(r[key]) * scale(r) for r in rows], style, color=color,
-                        label=f"{label}: {key[len(prefix):]}")
+        for style, (mode, values) in zip(("-", "--", ":", "-."), series):
+            bottom.plot(x, values, style, color=color, label=f"{label}: {mode}")
     top.set(ylabel="success (95 % interval)", ylim=(0, 1.02))
-    bottom.set(xlabel=xkey.replace("_", " "), ylabel="successes per 100 episodes\n(older logs: share of successes)")
-    for ax in (top, bottom):
+    fig.axes[-1].set(xlabel=xkey.replace("_", " "))
+    for ax in fig.axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -181,10 +191,7 @@ def plot_curves(run_dirs, path):
     return path
 
 
-
-# ----------------------------------------------------------------------------- quick demo
-
-
+# ----------------------------------------------------------------------------- evaluation
 def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out="", batch=1):
     """rollouts.evaluate with the policy's noise z drawn from a seeded stream of its own: repeatable,
     and the training RNG is left where it was. The first `video` episodes go to out/videos/."""
@@ -192,6 +199,8 @@ def evaluate(policy, task, n_episodes, seed, progress=False, video=0, out="", ba
         torch.manual_seed(seed)
         return rollouts.evaluate(task, policy, n_episodes, seed, progress, video, os.path.join(out, "videos"), batch)
 
+
+# ----------------------------------------------------------------------------- quick demo
 if __name__ == "__main__":
     import tempfile
     with tempfile.TemporaryDirectory() as out:

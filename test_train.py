@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -372,8 +373,11 @@ def test_plot_overlays_runs_with_their_intervals_and_modes(tmp_path, monkeypatch
     os.makedirs("pre")
     with open("pre/log.csv", "w") as f:
         f.write("step,loss,success_rate\n100,0.5,\n5000,0.4,0.6\n15000,0.3,0.9\n")
+    size = lambda: struct.unpack(">II", open("curves.png", "rb").read(24)[16:])   # the PNG's width, height
     train.main(["--plot", "a", "b", "c", "pre"])
-    assert open("curves.png", "rb").read(4) == b"\x89PNG"
+    assert open("curves.png", "rb").read(4) == b"\x89PNG" and size() == (700, 600)   # success, then the modes
+    train.main(["--plot", "pre"])
+    assert size() == (700, 400)                                                       # no modes: success alone
     assert run_dir.read_evaluations("a")[:2] == ("env_steps", "eval/success_rate") and len(run_dir.read_evaluations("a")[2]) == 3
     assert run_dir.read_evaluations("pre")[:2] == ("step", "success_rate") and len(run_dir.read_evaluations("pre")[2]) == 2
     with pytest.raises(SystemExit, match="error: nothing/log.csv does not exist"):
