@@ -26,7 +26,6 @@ import dataclasses
 import math
 import numbers
 import os
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
