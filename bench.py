@@ -41,6 +41,7 @@ import rollouts
 import metaworld_tasks
 import run_dir
 import train
+import training
 from dbp import option
 
 DEFAULT_THREADS = torch.get_num_threads()  # read before any set_num_threads
@@ -359,7 +360,7 @@ def write_json(path, data):
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
-    dbp.atomic_write(path, write)
+    training.atomic_write(path, write)
 
 
 def _worker_init():

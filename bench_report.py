@@ -9,10 +9,10 @@ not overlap, else 'tie'.
 """
 import numpy as np
 
-import dbp
 import envs
 import rollouts
 import metaworld_tasks
+import training
 
 
 def label(name):
@@ -163,7 +163,7 @@ def save_figure(fig, path):
     """Write a matplotlib figure to path atomically, then close it."""
     import matplotlib.pyplot as plt
     fig.tight_layout()
-    dbp.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
+    training.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
     plt.close(fig)
 
 

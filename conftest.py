@@ -4,6 +4,7 @@ import os
 import numpy as np
 
 import dbp
+import training
 
 # the device of the tests marked `device`: cpu here and in CI; gpu_check.sh sets cuda on a lent GPU machine
 DEVICE = os.environ.get("DBP_TEST_DEVICE", "cpu")
@@ -25,5 +26,5 @@ def save_tiny_policy(path, task, obs_dim, action_dim):
     policy = dbp.DBPPolicy(obs_dim, action_dim, dbp.DBPConfig(horizon=4, n_obs_steps=2, hidden_dim=16, n_blocks=1))
     rng = np.random.default_rng(0)
     policy.normalizer.fit(rng.uniform(-1, 1, (64, 2, obs_dim)), rng.uniform(-1, 1, (64, 4, action_dim)))
-    dbp.save_checkpoint(path, policy, **({} if task is None else {"task": task}))
+    training.save_checkpoint(path, policy, **({} if task is None else {"task": task}))
     return path

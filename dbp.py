@@ -15,13 +15,12 @@ This file stands alone (torch, numpy, stdlib): copy it into your codebase and us
 From cameras (DBPConfig(obs="pixels")), obs is {"image": (B, To, V, 3, H, W) uint8, "agent_pos": (B, To, Do)}:
     policy = DBPPolicy(Do, action_dim, DBPConfig(obs="pixels"), image_shape=(V, 3, H, W))
     policy.normalizer.fit(obs["agent_pos"], actions)   # then as above
-test_dbp.py, copied beside it, is its tests; example.py runs both stages with this file and dbpo.py alone.
+test_dbp.py, copied beside it, is its tests; example.py runs both stages with it, dbpo.py and training.py.
 
 Shape letters, used in comments at every reshape: B batch of observations, G generated samples per observation,
 K positives per observation, To obs steps, Do obs dim, Th action horizon (chunk length), Da action dim, Ta executed
 steps per chunk, L = Th*Da, N dataset size (or envs). An `n` prefix marks normalized data.
 """
-import copy
 import dataclasses
 import math
 import numbers
@@ -515,13 +514,20 @@ class DBPPolicy(nn.Module):
         return predict_chunks(self, obs, sample)
 
     # --- checkpoints: self-describing, loaded with weights_only=True
+    def checkpoint(self, **extra):
+        """{format, config, state_dict, **extra}: torch.save it (training.save_checkpoint: atomically)."""
+        return {"format": CKPT_FORMAT, "config": self.config, "state_dict": self.state_dict(), **extra}
+
     @classmethod
     def from_checkpoint(cls, ckpt, expect=None):
-        """Rebuild a policy from a checkpoint path or dict (see save_checkpoint). Every config
-        field must be present and known; expect: fields that must have these values."""
-        ckpt = load_checkpoint(ckpt) if isinstance(ckpt, (str, os.PathLike)) else ckpt
-        if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt):
-            raise ValueError("ckpt must be a checkpoint path or a dict with 'config' and 'state_dict' (save_checkpoint)")
+        """Rebuild a policy from a checkpoint dict (policy.checkpoint()) or its file, read with weights_only=True.
+        Every config field must be present and known; expect: fields that must have these values."""
+        if isinstance(ckpt, (str, os.PathLike)):
+            ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt) or \
+                ckpt.get("format", CKPT_FORMAT) != CKPT_FORMAT:
+            raise ValueError(f"ckpt must be a {CKPT_FORMAT} checkpoint: a path, or a dict with 'config' and "
+                             "'state_dict' (policy.checkpoint())")
         config = dict(ckpt["config"])
         if "obs" not in config:  # written before pixel observations: a state policy, whose defaults these are
             config.update(image_shape=None, **{k: getattr(DBPConfig(), k) for k in PIXEL_FIELDS})
@@ -542,62 +548,3 @@ class DBPPolicy(nn.Module):
         except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
             raise ValueError(f"checkpoint weights do not match its config: {str(e)[:500]}") from None
         return policy.eval()
-
-
-# ----------------------------------------------------------------------------- EMA and checkpoints
-class EMA:
-    """Exponential moving average of a model's weights (Diffusion Policy's schedule):
-    decay = 1 - (1 + step)^-power, capped at max_decay; evaluation and checkpoints use it."""
-
-    def __init__(self, model, power=0.75, max_decay=0.9999):
-        if not (isinstance(power, numbers.Real) and 0 < power < math.inf):
-            raise ValueError(f"power must be a finite number > 0; got {power!r}")
-        if not (isinstance(max_decay, numbers.Real) and 0 <= max_decay < 1):
-            raise ValueError(f"max_decay must be a number in [0, 1); got {max_decay!r}")
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.power, self.max_decay, self.step = power, max_decay, 0
-
-    @torch.no_grad()
-    def update(self, model):
-        self.step += 1
-        decay = min(self.max_decay, 1 - (1 + self.step) ** -self.power)
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p, 1 - decay)
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
-
-
-def atomic_write(path, write, suffix=""):
-    """write(tmp) writes the file at tmp, which then replaces `path` at once: a crash mid-write never leaves a half
-    file at `path`. suffix: the tmp file's extension, for writers that choose the format by it."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{suffix}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def save_checkpoint(path, policy, **extra):
-    """Atomically write {format, config, state_dict, **extra} (plain tensors and values)."""
-    ckpt = {"format": CKPT_FORMAT, "config": policy.config, "state_dict": policy.state_dict(), **extra}
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
-
-
-def load_checkpoint(path):
-    """Load a checkpoint dict safely (weights_only=True) and check it is one of ours."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a {CKPT_FORMAT} checkpoint (format: {found!r}); retrain with this version")
-    for key in ("config", "state_dict"):
-        if key not in ckpt:
-            raise ValueError(f"{path} is missing the field '{key}'")
-    return ckpt

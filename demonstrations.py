@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import dbp
 import envs
+import training
 
 
 # ----------------------------------------------------------------------------- demo files
@@ -56,7 +56,7 @@ def collect_demos(task, n_episodes, seed=0, cache_dir="demos", progress=True, ob
     if pixels:
         data.update(image=np.concatenate(images), agent_pos=data["obs"][:, :4 * env.unwrapped.n_arms])
     # the tmp file's name holds the pid: processes that fill the same cache at once never write into one tmp file
-    dbp.atomic_write(path, lambda tmp: np.savez_compressed(tmp, **data), suffix=f".{os.getpid()}.npz")
+    training.atomic_write(path, lambda tmp: np.savez_compressed(tmp, **data), suffix=f".{os.getpid()}.npz")
     return path
 
 

@@ -1,6 +1,7 @@
-"""Both stages with dbp.py and dbpo.py alone: demos -> windows -> DBP -> DBPO, on a toy reaching task.
+"""Both stages with dbp.py, dbpo.py and training.py: demos -> windows -> DBP -> DBPO, on a toy reaching task.
 
-Copy dbp.py, dbpo.py and this file anywhere (torch and numpy are all they need) and run `python example.py`.
+Copy dbp.py, dbpo.py, training.py (the EMA) and this file anywhere (torch and numpy are all they need) and run
+`python example.py`.
 The toy stands in for your env: a point in the plane moves towards a goal, the reward is the negative
 distance every step, and an episode ends only at its time limit (a truncation, never a termination), so the
 critic bootstraps at every episode end. What this file shows is what train.py does for the tasks of envs.py:
@@ -8,7 +9,7 @@ critic bootstraps at every episode end. What this file shows is what train.py do
                    episode's first step is padded with its first observation, the actions past its end with
                    its last action
     stage 1        AdamW (lr 3e-4, weight decay 1e-6), linear warm-up then cosine, grad-norm clip 10, an EMA
-                   of the weights (dbp.EMA); the EMA model is what you evaluate, save and fine-tune
+                   of the weights (training.EMA); the EMA model is what you evaluate, save and fine-tune
     rollouts       each decision executes the Ta steps chunk[:, To-1 : To-1+Ta]; an episode that ends inside
                    a chunk stops there: its reward is the sum over the steps executed, terminated/truncated
                    say how it ended, and final_value = V(its last obs history) when it was truncated (0 else)
@@ -19,6 +20,7 @@ import torch
 
 import dbp
 import dbpo
+import training
 
 To, Th, Ta, LIMIT = 2, 8, 2, 40                 # obs history, chunk length, executed steps, episode length
 
@@ -71,7 +73,7 @@ def pretrain(obs, actions, steps, batch=128, warmup=100):
     """Stage 1, train.py's recipe -> the EMA policy."""
     policy = dbp.DBPPolicy(4, 2, dbp.DBPConfig(horizon=Th, n_obs_steps=To, n_action_steps=Ta, hidden_dim=128))
     policy.normalizer.fit(obs, actions)
-    ema = dbp.EMA(policy)
+    ema = training.EMA(policy)
     opt = torch.optim.AdamW(policy.parameters(), lr=3e-4, weight_decay=1e-6)
     cosine = lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + np.cos(np.pi * (s - warmup) / max(1, steps - warmup)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)

@@ -19,6 +19,7 @@ import dbpo
 import envs
 import rollouts
 import run_dir
+import training
 
 
 def load_stage1(cfg, given):
@@ -31,7 +32,7 @@ def load_stage1(cfg, given):
             raise ValueError(f"no stage-1 checkpoint at {cfg.ckpt}; make it with `python train.py --stage pretrain "
                              f"--task {task} --seed {cfg.seed}`, or pass --ckpt PATH")
     path = cfg.ckpt
-    ckpt = dbp.load_checkpoint(path)
+    ckpt = training.load_checkpoint(path)
     if "task" not in ckpt:
         raise ValueError(f"{path} is missing the field 'task' (not written by train.py?)")
     if ckpt["task"] is None:
@@ -168,8 +169,8 @@ def finetune(cfg, ckpt, start=None):
     def save():
         if not vec.closed:
             state.episodes = vec.call("replay_state")
-        dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.agent.policy, run_config=dataclasses.asdict(cfg),
-                            task=task, stage="dbpo", train=state.state_dict(run.seconds))
+        training.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.agent.policy, run_config=dataclasses.asdict(cfg),
+                                task=task, stage="dbpo", train=state.state_dict(run.seconds))
 
     vec = gym.vector.AsyncVectorEnv([functools.partial(rollouts.make_chunk_env, task, policy.n_obs_steps,
                                                        policy.n_action_steps, worker=True, obs_mode=policy.obs_mode,

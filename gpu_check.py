@@ -24,6 +24,7 @@ import torch
 import baselines
 import dbp
 import dbpo
+import training
 
 OBS_DIM, ACTION_DIM = 9, 4                                 # push-sized state, as bench.py's latency table
 FULL = dict(latency_calls=200, train_steps=50, warmup=10)
@@ -175,7 +176,7 @@ def main(argv=None):
         results["devices"][str(d)] = measure(d, n)
     text = table(results)
     for name, content in (("gpu_check.json", json.dumps(results, indent=1)), ("gpu_check.md", text)):
-        dbp.atomic_write(os.path.join(args.out, name), lambda tmp: write_text(tmp, content))
+        training.atomic_write(os.path.join(args.out, name), lambda tmp: write_text(tmp, content))
     print(text)
     return results
 

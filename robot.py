@@ -42,6 +42,7 @@ import dbp
 import envs
 import numpy_policy
 import rollouts
+import training
 from dbp import option
 from robot_camera import SimCamera, ThreadCamera, opencv_grab
 from robot_io import (ACTION_DIM, FAULTS, N_ARMS, OBS_DIM, POLICY_HZ, TASK, InlinePolicy, PolicyWorker, SimBackend,
@@ -158,7 +159,7 @@ def _set_rt_priority(priority):
 def load_policy(path):
     """A DBPPolicy from a train.py checkpoint (either stage) for the bimanual task, whose
     obs/action layout matches this robot's; anything else raises ValueError/FileNotFoundError."""
-    ckpt = dbp.load_checkpoint(path)
+    ckpt = training.load_checkpoint(path)
     if ckpt.get("task") not in (TASK, envs.TASKS[TASK]):
         raise ValueError(f"{path} was trained for task {ckpt.get('task')!r}; this loop drives the {TASK!r} task")
     pixels = ckpt.get("config", {}).get("obs") == "pixels"  # its obs_dim is then the agent_pos's
@@ -390,7 +391,7 @@ def main(argv=None):
             stats["recorded"]["episodes"] += policy.end("unfinished", success=answer.strip().lower().startswith("y"))
     print_stats(stats)
     if cfg.stats_json:
-        dbp.atomic_write(cfg.stats_json, lambda tmp: _write_json(tmp, stats))   # a crash never leaves half a file
+        training.atomic_write(cfg.stats_json, lambda tmp: _write_json(tmp, stats))   # a crash never leaves half a file
         print(f"wrote {cfg.stats_json}")
     return 1 if stats["fault"] else 0
 

@@ -91,10 +91,10 @@ def video_name(task, reset_seed, outcome):
 def write_video(path, frames, fps):
     """Frames [(H, W, 3) uint8] -> animated GIF at fps (plays in any browser), written atomically."""
     from PIL import Image  # only here: no imaging cost unless a video is asked for
-    import dbp  # only here: rollouts without videos load no torch
+    import training  # only here: rollouts without videos load no torch
     images = [Image.fromarray(f) for f in frames]
-    dbp.atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                                                      duration=round(1000 / fps), loop=0))
+    training.atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                           duration=round(1000 / fps), loop=0))
 
 
 def make_chunk_env(task, n_obs_steps, n_action_steps, worker=False, render_mode=None, obs_mode="state", **env_kwargs):

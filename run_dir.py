@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-import dbp
 import rollouts
+import training
 
 
 def open_log(out, keys, resume_at):
@@ -40,7 +40,7 @@ def open_log(out, keys, resume_at):
             log = csv.DictWriter(f, keys)
             log.writeheader()
             log.writerows(rows)
-    dbp.atomic_write(path, write)
+    training.atomic_write(path, write)
     log_file = open(path, "a", newline="")
     return log_file, csv.DictWriter(log_file, keys)
 
@@ -125,7 +125,7 @@ class Run:
         def write(tmp):
             with open(tmp, "w") as f:
                 json.dump(result, f, indent=2)
-        dbp.atomic_write(os.path.join(self.cfg.out, "eval.json"), write)
+        training.atomic_write(os.path.join(self.cfg.out, "eval.json"), write)
         if "ci95" not in result:   # not evaluated: the caller says why
             return result
         lo, hi = result["ci95"]
@@ -186,7 +186,7 @@ def plot_curves(run_dirs, path):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    dbp.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
+    training.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".png")
     plt.close(fig)
     return path
 

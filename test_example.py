@@ -1,4 +1,4 @@
-"""Tests of example.py, the whole loop with dbp.py and dbpo.py alone that the README points users to.
+"""Tests of example.py, the whole loop with dbp.py, dbpo.py and training.py that the README points users to.
 
     python -m pytest -q test_example.py
 """

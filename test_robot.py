@@ -22,6 +22,7 @@ import robot_io
 import robot_loop
 import robot_safety
 import train
+import training
 from conftest import DEVICE, TINY, gif_frames, save_tiny_policy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -277,7 +278,7 @@ def tiny_ckpt(tmp_path_factory):
     act = np.array([0.5, -0.15, 0.15, 0.0, 0.5, 0.15, 0.15, 0.0])
     policy.normalizer.fit(home + 0.02 * torch.randn(64, 2, 14).numpy(), act + 0.02 * torch.randn(64, 16, 8).numpy())
     path = str(tmp_path_factory.mktemp("ckpt") / "ckpt.pt")
-    dbp.save_checkpoint(path, policy, task="bimanual")
+    training.save_checkpoint(path, policy, task="bimanual")
     return path
 
 
@@ -324,7 +325,7 @@ def test_video_run_writes_a_gif_per_episode_and_keeps_its_deadlines(tiny_ckpt, t
 
 def test_pixel_checkpoint_drives_the_sim_from_its_rendered_cameras(tmp_path):
     path, out = str(tmp_path / "px.pt"), str(tmp_path / "stats.json")
-    dbp.save_checkpoint(path, _robot_pixel_policy(hw=(64, 64)), task="bimanual")
+    training.save_checkpoint(path, _robot_pixel_policy(hw=(64, 64)), task="bimanual")
     assert robot.main(["--ckpt", path, "--duration-s", "2.0", "--stats-json", out]) == 0
     stats = json.load(open(out))
     assert stats["fault"] is None and stats["inference_calls"] >= 2 and stats["camera"]["frames"] >= 5
@@ -332,7 +333,7 @@ def test_pixel_checkpoint_drives_the_sim_from_its_rendered_cameras(tmp_path):
     assert stats["latency_ms"]["camera"]["n"] >= 5 and stats["latency_ms"]["end_to_end"]["n"] >= 2
     assert stats["latency_ms"]["end_to_end"]["p50"] >= stats["latency_ms"]["camera"]["p50"]  # frame, then inference
     small = str(tmp_path / "px32.pt")
-    dbp.save_checkpoint(small, _robot_pixel_policy(hw=(32, 32)), task="bimanual")
+    training.save_checkpoint(small, _robot_pixel_policy(hw=(32, 32)), task="bimanual")
     for args, message in [(["--ckpt", small], "takes images (1, 3, 32, 32); the sim's cameras give (1, 3, 64, 64)"),
                           (["--ckpt", path, "--backend", "ur", "--ur-ips", "a,b"], "needs --camera"),
                           (["--ckpt", path, "--backend", "ur", "--camera", "0,1"], "takes 1 camera view(s); --camera names 2")]:

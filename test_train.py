@@ -23,6 +23,7 @@ import finetune
 import robot
 import run_dir
 import train
+import training
 from conftest import DEVICE, TINY, gif_frames, save_tiny_policy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,7 +45,7 @@ def test_a_robomimic_file_made_by_h5py_trains_through_dataset_and_the_checkpoint
     result = train.main(["--stage", "pretrain", *TINY, "--steps", "20", "--dataset", path, "--dataset-obs-keys",
                          "eef,block", "--task", "push", "--out", str(out)])
     assert result["dataset"] == path and result["demos"] == 3                         # the train split only
-    ckpt = dbp.load_checkpoint(str(out / "ckpt.pt"))
+    ckpt = training.load_checkpoint(str(out / "ckpt.pt"))
     assert ckpt["dataset"]["format"] == "robomimic" and ckpt["dataset"]["obs_keys"] == ["eef", "block"]
     cfg = train.PretrainConfig(dataset=path, dataset_obs_keys="eef,block", n_obs_steps=2, horizon=8)
     _, obs, actions = demonstrations.load_windows(cfg, "push")
@@ -69,7 +70,7 @@ def test_a_dataset_without_a_task_trains_and_saves_unevaluated_and_fps_is_checke
     assert result["task"] is None and result["evaluated"] is False and result["steps"] == 20 and result["demos"] == 3
     assert "Not evaluated: no --task" in capsys.readouterr().out
     assert json.load(open(tmp_path / "r" / "eval.json")) == result
-    ckpt = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))
+    ckpt = training.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))
     assert ckpt["task"] is None and ckpt["dataset"]["shapes"] == {"observation.state": [9], "action": [4]}
     with pytest.raises(SystemExit, match=r"trained on a dataset without --task: DBPO needs a task's env"):
         train.main(["--stage", "dbpo", "--ckpt", str(tmp_path / "r" / "ckpt.pt"), "--out", str(tmp_path / "d")])
@@ -99,7 +100,7 @@ def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "x 2 processes" in two.stdout and two.stdout.count("success ") == 1       # rank 0 alone reports
-    a, b = (dbp.load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in ("one", "two"))
+    a, b = (training.load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in ("one", "two"))
     assert a["train"]["step"] == b["train"]["step"] == 25
     for key in ("model", "optimizer"):
         flat = lambda sd: [v for v in (sd["state"].values() if key == "optimizer" else [sd]) for v in v.values()
@@ -128,7 +129,7 @@ def test_torchrun_run_stops_together_on_a_signal_and_resumes(tmp_path):
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGINT)                      # as a terminal's Ctrl-C: torchrun and its workers
     out, err = run.communicate(timeout=300)
-    stopped = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["step"]
+    stopped = training.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["step"]
     assert 0 < stopped < 1500 and not (tmp_path / "r" / "eval.json").exists(), err[-2000:]
     assert (out + err).count("continue with: torchrun --nproc_per_node=2 train.py") == 1   # rank 0 says it
     resumed = subprocess.run(launch + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -182,7 +183,7 @@ def test_train_pretrain_runs_and_a_killed_run_resumes_to_the_same_weights(tmp_pa
     killed, ckpt_path = _train(tmp_path, "--out", "c", "--save-every-s", "0.3"), tmp_path / "c" / "ckpt.pt"
     deadline = time.time() + 120
     while killed.poll() is None and time.time() < deadline:
-        if ckpt_path.exists() and dbp.load_checkpoint(str(ckpt_path))["train"]["step"] % 500:
+        if ckpt_path.exists() and training.load_checkpoint(str(ckpt_path))["train"]["step"] % 500:
             killed.kill()
         time.sleep(0.02)
     killed.communicate(timeout=60)
@@ -190,7 +191,7 @@ def test_train_pretrain_runs_and_a_killed_run_resumes_to_the_same_weights(tmp_pa
     resumed = _train(tmp_path, "--out", "c", "--resume")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    a, c = (dbp.load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in "ac")
+    a, c = (training.load_checkpoint(str(tmp_path / d / "ckpt.pt")) for d in "ac")
     assert all(torch.equal(a["state_dict"][k], c["state_dict"][k]) for k in a["state_dict"])
     assert json.load(open(tmp_path / "c" / "eval.json"))["success_rate"] == result["success_rate"]
     steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "c" / "log.csv")) if r["loss"]]
@@ -272,7 +273,7 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     stage1 = save_tiny_policy(str(tmp_path / "bimanual.pt"), "bimanual", 14, 8)
     _ctrl_c_once_saved(_dbpo(tmp_path, "--ckpt", stage1, "--iterations", "60", "--eval-every", "3", "--out", "r"),
                        tmp_path / "r" / "ckpt.pt")
-    stopped = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["iteration"]
+    stopped = training.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))["train"]["iteration"]
     assert 3 <= stopped < 60
     resumed = _dbpo(tmp_path, "--out", "r", "--resume")
     _, err = resumed.communicate(timeout=300)
@@ -293,7 +294,7 @@ def test_train_dbpo_runs_end_to_end_and_an_interrupted_run_resumes(tmp_path):
     result = json.load(open(tmp_path / "r" / "eval.json"))
     assert result["stage"] == "dbpo" and result["iterations"] == 60 and result["history"][0]["iteration"] == 0
     assert {"success_rate", "ci95", "n_episodes", "env_steps", "history"} <= set(result)
-    ckpt = dbp.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))            # loads as a plain DBP policy
+    ckpt = training.load_checkpoint(str(tmp_path / "r" / "ckpt.pt"))            # loads as a plain DBP policy
     policy = dbp.DBPPolicy.from_checkpoint(ckpt, expect=dict(obs_dim=14, action_dim=8))
     assert ckpt["task"] == "bimanual" and policy.predict_action(np.zeros((1, 2, 14), np.float32)).shape == (1, 4, 8)
     assert not torch.equal(policy.net.out[1].weight, dbp.DBPPolicy.from_checkpoint(stage1).net.out[1].weight)

@@ -39,6 +39,7 @@ import envs
 import finetune
 import metaworld_tasks
 import run_dir
+import training
 from dbp import option
 
 
@@ -213,7 +214,7 @@ class Pretraining:
     wall time of earlier sessions."""
 
     def __init__(self, policy, cfg, device):
-        self.policy, self.device, self.ema = policy, device, dbp.EMA(policy)
+        self.policy, self.device, self.ema = policy, device, training.EMA(policy)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      fused=device.type in ("cpu", "cuda"))           # fused: 5x faster on CPU
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
@@ -302,8 +303,8 @@ def pretrain(cfg, ckpt):
         state.load(ckpt)
 
     def save():
-        dbp.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.ema.model, run_config=dataclasses.asdict(cfg),
-                            task=cfg.task or None, train=state.state_dict(run.seconds), **dataset_source(demo))
+        training.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), state.ema.model, run_config=dataclasses.asdict(cfg),
+                                task=cfg.task or None, train=state.state_dict(run.seconds), **dataset_source(demo))
 
     keys = ["step", "loss", "lr", *policy.info_keys, "success_rate", "train_seconds"]
     run = run_dir.Run(cfg, "pretrain", keys, state.step, cfg.steps, state.seconds, save, main=rank == 0)
@@ -383,7 +384,7 @@ def resume_config(cfg, given):
         return cfg, None
     if not os.path.exists(ckpt_path):
         sys.exit(f"error: --resume given but there is no checkpoint at {ckpt_path}")
-    ckpt = dbp.load_checkpoint(ckpt_path)
+    ckpt = training.load_checkpoint(ckpt_path)
     free = {key: given[key] for key in ("device",) if key in given}  # may differ: a run moves between machines
     saved = cli.build_config(type(cfg), dict(ckpt["run_config"], out=cfg.out, resume=True, **free))
     for key, value in given.items():

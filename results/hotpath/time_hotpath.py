@@ -40,7 +40,7 @@ res = dict(src=src, predict_action_b1_ms=p50_ms(lambda: policy.predict_action(on
            numpy_policy_b1_ms=p50_ms(lambda: fast.predict_action(one)))
 pos, w = policy.positives(obs, actions)
 opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
-ema = dbp.EMA(policy)
+ema = (getattr(dbp, "EMA", None) or importlib.import_module("training").EMA)(policy)  # older trees: dbp.EMA
 gen = torch.Generator().manual_seed(0)
 
 

@@ -7,6 +7,7 @@ import torch
 
 import dbp
 import train
+import training
 
 torch.set_num_threads(1)
 args = sys.argv[1:]
@@ -16,7 +17,7 @@ if "--ta" in args:
     args, tas = args[:i], [int(a) for a in args[i + 1:]]
 for ck in args:
     policy = dbp.DBPPolicy.from_checkpoint(ck).eval()
-    task = dbp.load_checkpoint(ck)["task"]
+    task = training.load_checkpoint(ck)["task"]
     counts = []
     for ta in tas:
         policy.n_action_steps = ta

@@ -1,5 +1,5 @@
 # Evaluate device-trained slim checkpoints as train.py's final evaluation would; write eval.json + log.csv to results/study cells.
-import sys, os, json, glob, shutil, torch, dbp, train
+import sys, os, json, glob, shutil, torch, dbp, train, training
 torch.set_num_threads(1)
 for d in sorted(os.path.dirname(p) + "/" for p in glob.glob("runs/devback/runs/dev/*/slim.pt")):
     name = os.path.basename(d.rstrip("/"))
@@ -8,7 +8,7 @@ for d in sorted(os.path.dirname(p) + "/" for p in glob.glob("runs/devback/runs/d
     keep = f"results/study/{task}-{dd}/{setting}-{s}"
     if os.path.exists(f"{keep}/eval.json"):
         continue
-    ck = dbp.load_checkpoint(d + "slim.pt")
+    ck = training.load_checkpoint(d + "slim.pt")
     pol = dbp.DBPPolicy.from_checkpoint(ck); pol.eval()
     r = train.evaluate(pol, task, 50, seed)
     log = open(d + "log.csv").read().splitlines()
