@@ -25,6 +25,7 @@ import dataclasses
 import math
 import numbers
 import os
+import pickle
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -523,7 +524,10 @@ class DBPPolicy(nn.Module):
         """Rebuild a policy from a checkpoint dict (policy.checkpoint()) or its file, read with weights_only=True.
         Every config field must be present and known; expect: fields that must have these values."""
         if isinstance(ckpt, (str, os.PathLike)):
-            ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
+            try:
+                ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # not a torch file, or unsafe to load
+                raise ValueError(f"{ckpt} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
         if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt) or \
                 ckpt.get("format", CKPT_FORMAT) != CKPT_FORMAT:
             raise ValueError(f"ckpt must be a {CKPT_FORMAT} checkpoint: a path, or a dict with 'config' and "

@@ -225,6 +225,12 @@ def test_checkpoint_round_trip_and_mismatch_errors(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=f"ckpt must be a {dbp.CKPT_FORMAT} checkpoint"):
         dbp.DBPPolicy.from_checkpoint(tmp_path / "other.pt")
+    for junk in (b"not a checkpoint", b""):
+        (tmp_path / "junk.pt").write_bytes(junk)
+        with pytest.raises(ValueError, match="junk.pt is not a readable checkpoint"):
+            dbp.DBPPolicy.from_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        dbp.DBPPolicy.from_checkpoint(tmp_path / "absent.pt")
     with pytest.raises(ValueError, match=f"ckpt must be a {dbp.CKPT_FORMAT} checkpoint"):
         dbp.DBPPolicy.from_checkpoint(dict(ckpt, format="dbp-checkpoint-v1"))
 
