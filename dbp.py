@@ -43,8 +43,7 @@ INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 # ----------------------------------------------------------------------------- config
-# Every setting is a dataclass field with its default, meaning and valid range, written once.
-# Configs check their types and ranges when built; cli.py makes the scripts' flags from the same fields.
+# Every setting is a dataclass field with its default, meaning and valid range (checked when built; cli.py's flags).
 
 def option(default, help, ge=None, gt=None, le=None, lt=None, nargs=None):
     """A config field: default, meaning (the --help text) and valid range (ge/gt/le/lt).
@@ -459,8 +458,7 @@ class DBPPolicy(nn.Module):
         return condition(self, obs)
 
     @property
-    def executed(self):
-        """The steps of a chunk that are executed: [To-1, To-1+Ta) (receding horizon; step To-1 is 'now')."""
+    def executed(self):  # the steps of a chunk that are executed: [To-1, To-1+Ta) (receding horizon; To-1 is 'now')
         return slice(self.n_obs_steps - 1, self.n_obs_steps - 1 + self.n_action_steps)
 
     @property
@@ -528,10 +526,8 @@ class DBPPolicy(nn.Module):
                 ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # not a torch file, or unsafe to load
                 raise ValueError(f"{ckpt} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-        if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt) or \
-                ckpt.get("format", CKPT_FORMAT) != CKPT_FORMAT:
-            raise ValueError(f"ckpt must be a {CKPT_FORMAT} checkpoint: a path, or a dict with 'config' and "
-                             "'state_dict' (policy.checkpoint())")
+        if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt) or ckpt.get("format") not in (None, CKPT_FORMAT):
+            raise ValueError(f"ckpt must be a {CKPT_FORMAT} checkpoint: a path, or a dict with 'config' and 'state_dict'")
         config = dict(ckpt["config"])
         if "obs" not in config:  # written before pixel observations: a state policy, whose defaults these are
             config.update(image_shape=None, **{k: getattr(DBPConfig(), k) for k in PIXEL_FIELDS})
