@@ -43,13 +43,12 @@ def run(name, model="dbp", **over):
     _, new_obs, new_actions = demonstrations.load_windows(dataclasses.replace(cfg, seed=1), cfg.task)
     policy = bench.build(model, obs, actions, cfg, None)
     state = train.Pretraining(policy, cfg, torch.device("cpu"))
-    pos, w = policy.positives(obs, actions) if model == "dbp" else (None, None)
+    pos, w = policy.positives(obs, actions) if model == "dbp" else (None, None)       # the baselines take none
     executed = slice(cfg.n_obs_steps - 1, cfg.n_obs_steps - 1 + cfg.n_action_steps)
     t0, rows = time.time(), []
     for step in range(1, cfg.steps + 1):
         i = torch.randint(0, len(actions), (cfg.batch_size,), generator=state.sampler)
-        loss, _ = policy.compute_loss(obs[i], actions[i], pos[i], w[i]) if model == "dbp" else \
-            policy.compute_loss(obs[i], actions[i])
+        loss, _ = policy.compute_loss(obs[i], actions[i], *(() if pos is None else (pos[i], w[i])))
         train.optimizer_step(policy, loss, state.opt, state.sched, state.ema, cfg.grad_clip)
         if step in (1000, 2500, 5000, 10000, 15000):
             rows.append(dict(step=step, train=errors(state.ema.model, obs, actions, executed),
