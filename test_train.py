@@ -216,6 +216,18 @@ def test_train_cli_errors_are_clear(tmp_path, args, message):
     assert len(said) == 1, err                                          # one line, no usage dump
 
 
+def test_ema_max_decay_zero_evaluates_the_raw_weights_and_the_default_averages():
+    policy = dbp.DBPPolicy(3, 2, dbp.DBPConfig(horizon=4, n_obs_steps=2, n_action_steps=2, hidden_dim=16, n_blocks=1))
+    for decay, averaged in ((0.0, False), (0.9999, True)):
+        state = train.Pretraining(policy, train.PretrainConfig(ema_max_decay=decay), torch.device("cpu"))
+        for _ in range(20):
+            with torch.no_grad():
+                next(policy.parameters()).add_(1.0)
+            state.ema.update(policy)
+        gap = (next(state.ema.model.parameters()) - next(policy.parameters())).abs().max().item()
+        assert (gap > 1.0) == averaged, (decay, gap)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--steps", "-5"], "error: --steps -5: must be >= 1"),
     (["--demos", "0"], "error: --demos 0: must be >= 1"),
@@ -223,6 +235,7 @@ def test_train_cli_errors_are_clear(tmp_path, args, message):
     (["--eval-episodes", "0"], "error: --eval-episodes 0: must be >= 1"),
     (["--bandwidth", "nan"], "error: --bandwidth nan: must be > 0.0 and <= inf"),
     (["--k", "100000"], "error: --k 100000: must be <= the"),
+    (["--ema-max-decay", "1"], "error: --ema-max-decay 1.0: must be >= 0.0 and < 1.0"),
 ])
 def test_bad_input_ends_in_one_line(tmp_path, args, message):
     with pytest.raises(SystemExit) as e:    # the command line prints the exit message alone (test_train_cli_errors_are_clear)
