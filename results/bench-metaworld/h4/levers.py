@@ -14,8 +14,7 @@ from rollouts import wilson_interval  # noqa: E402
 
 TASKS = ("mw-push", "mw-pick-place", "mw-hand-insert", "mw-shelf-place")
 ROWS = (("DBP, the defaults", "dbp", "dbp", "dbp"), ("DBP, temperatures 0.2 / 0.5 / 1.0", "tsoft", "dbp", "dbp"),
-        ("DBP, To = 1", "to1", "dbp", "dbp"), ("DBP, no EMA", "noema", "dbp", "dbp"),
-        ("DBP, 6 blocks", "depth6", "dbp", "dbp"), ("flow-1", "flow", "flow", "flow-1"))
+        ("DBP, To = 1", "to1", "dbp", "dbp"), ("DBP, no EMA", "noema", "dbp", "dbp"), ("flow-1", "flow", "flow", "flow-1"))
 
 
 def at_5000(folder, model, method):
