@@ -20,7 +20,7 @@ import train
 MEANINGFUL = {("seed", "0"), ("weight_decay", "0"), ("warmup_steps", "0"), ("critic_warmup_iters", "0"), ("lr_warmup_iters", "0"), ("lr_floor", "0"),
               ("ent_coef", "0"), ("anchor_coef", "0"), ("imitation_coef", "0"), ("gamma", "0"), ("gae_lambda", "0"), ("logprob_min", "-1"),
               ("joint_margin_rad", "0"), ("spin_s", "0"), ("rt_priority", "0"), ("rt_priority", "-1"), ("ur_gripper_pin", "0"),
-              ("workspace_low_m", "0"), ("video", "0"), ("episodes", "0")}
+              ("workspace_low_m", "0"), ("video", "0"), ("episodes", "0"), ("ema_max_decay", "0")}
 
 
 @pytest.mark.parametrize("parse, cls", [
