@@ -86,7 +86,7 @@ class PretrainConfig(RunConfig, DemoConfig, dbp.DBPConfig, cli.DeviceConfig):
     weight_decay: float = option(1e-6, "AdamW weight decay", ge=0.0)
     warmup_steps: int = option(500, "linear learning-rate warmup steps (300 with --obs pixels)", ge=0)
     grad_clip: float = option(10.0, "gradient-norm clip", gt=0.0)
-    ema_max_decay: float = option(0.9999, "cap of the decay of the weights' EMA, the policy evaluated and saved (decay "
+    ema_max_decay: float = option(training.EMA_MAX_DECAY, "cap of the decay of the weights' EMA, the policy evaluated and saved (decay "
                                   "1 - (1 + step)^-0.75, Diffusion Policy's schedule; 0: no averaging)", ge=0.0, lt=1.0)
     eval_every: int = option(5000, "steps between periodic evaluations (of eval_episodes_periodic episodes) and "
                              "checkpoints (2000 with --obs pixels)", ge=1)

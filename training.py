@@ -15,11 +15,14 @@ import torch
 import dbp
 
 
+EMA_MAX_DECAY = 0.9999   # the default cap of EMA's decay (train.py's --ema-max-decay)
+
+
 class EMA:
     """Exponential moving average of a model's weights (Diffusion Policy's schedule):
     decay = 1 - (1 + step)^-power, capped at max_decay; evaluation and checkpoints use it."""
 
-    def __init__(self, model, power=0.75, max_decay=0.9999):
+    def __init__(self, model, power=0.75, max_decay=EMA_MAX_DECAY):
         if not (isinstance(power, numbers.Real) and 0 < power < math.inf):
             raise ValueError(f"power must be a finite number > 0; got {power!r}")
         if not (isinstance(max_decay, numbers.Real) and 0 <= max_decay < 1):
